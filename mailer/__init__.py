@@ -1,0 +1,82 @@
+"""mailer: the newsletter and early-access mailing service of a documentary website."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from . import (
+    admin,
+    api,
+    backends,
+    embed,
+    errors,
+    films,
+    pages,
+    security,
+    sending,
+    subscriptions,
+)
+from .config import settings_from_environ
+from .extensions import csrf, db, limiter, migrate
+from .paths import MIGRATIONS_DIR, STATIC_DIR, TEMPLATES_DIR
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the web application: settings, extensions, mail backend, blueprints, commands."""
+    app = Flask(
+        __name__,
+        template_folder=str(TEMPLATES_DIR),
+        static_folder=str(STATIC_DIR),
+        instance_path=_instance_path(),
+    )
+    configure(app, test_config)
+    register_extensions(app)
+    register_features(app)
+    return app
+
+
+def _instance_path() -> str:
+    """The instance folder: MAILER_INSTANCE_PATH, else ./instance where the service is run."""
+    return str(Path(os.environ.get("MAILER_INSTANCE_PATH") or Path.cwd() / "instance").resolve())
+
+
+def configure(app: Flask, test_config: Mapping[str, Any] | None) -> None:
+    """Load settings from the environment, then any overrides given by tests."""
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    app.config.from_mapping(settings_from_environ(Path(app.instance_path)))
+    if test_config:
+        app.config.from_mapping(test_config)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def register_extensions(app: Flask) -> None:
+    """Bind the shared extension objects to this app."""
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)
+    csrf.init_app(app)
+    limiter.init_app(app)
+
+
+def register_features(app: Flask) -> None:
+    """Each feature module registers its blueprint, commands and hooks."""
+    for module in (
+        security,
+        errors,
+        backends,
+        films,
+        pages,
+        subscriptions,
+        sending,
+        admin,
+        api,
+        embed,
+    ):
+        module.init_app(app)

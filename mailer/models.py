@@ -1,0 +1,371 @@
+"""The data model: films, subscribers and their consent, digests, the delivery journal, admins."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .extensions import db
+
+EMAIL_MAX = 254  # RFC 5321 path limit less the angle brackets
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as UTC and always read back timezone-aware (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; store timezone-aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _enum_values(enum_cls: type[enum.StrEnum]) -> str:
+    return ", ".join(f"'{member.value}'" for member in enum_cls)
+
+
+class SubscriberStatus(enum.StrEnum):
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    UNSUBSCRIBED = "unsubscribed"
+
+
+class DigestStatus(enum.StrEnum):
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    PAUSED = "paused"
+    SENT = "sent"
+    CANCELLED = "cancelled"
+
+
+class DeliveryKind(enum.StrEnum):
+    CONFIRMATION = "confirmation"
+    WELCOME = "welcome"
+    DIGEST = "digest"
+    EARLY_ACCESS = "early_access"
+    TEST = "test"
+    NOTICE = "notice"  # "already subscribed", "your address changed": sent to the address itself
+    ADDRESS_CONFIRMATION = "address_confirmation"
+
+
+class DeliveryStatus(enum.StrEnum):
+    QUEUED = (
+        "queued"  # due at next_attempt_at; also the state of a temporary failure awaiting retry
+    )
+    CLAIMED = "claimed"  # leased by a worker until lease_until
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # not sent on purpose: unsubscribed, suppressed, digest cancelled
+
+
+class SuppressionReason(enum.StrEnum):
+    HARD_BOUNCE = "hard_bounce"
+    COMPLAINT = "complaint"
+    ERASED = "erased"
+    MANUAL = "manual"
+
+
+class ConsentAction(enum.StrEnum):
+    SUBSCRIBE = "subscribe"
+    CONFIRM = "confirm"
+    IMPORT = "import"
+    PREFERENCES = "preferences"
+    ADDRESS_CHANGE = "address_change"
+    UNSUBSCRIBE = "unsubscribe"
+
+
+class Film(db.Model):
+    """A documentary in the catalogue."""
+
+    __tablename__ = "films"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(120), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    director: Mapped[str] = mapped_column(String(200), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    year: Mapped[int | None] = mapped_column(Integer)
+    country: Mapped[str] = mapped_column(String(100), default="")
+    # No release date means the film is already public.
+    release_date: Mapped[date | None] = mapped_column(Date)
+    early_access_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    watch_url: Mapped[str] = mapped_column(String(2000), default="")
+    poster_url: Mapped[str] = mapped_column(String(2000), default="")
+    # Set once the worker has enqueued this film's early-access alerts.
+    early_access_alerted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        Index("ix_films_release_date", "release_date"),
+        Index("ix_films_early_access_at", "early_access_at"),
+        Index("ix_films_created_at", "created_at"),
+    )
+
+    def __repr__(self) -> str:
+        return f"<Film {self.slug}>"
+
+
+class Subscriber(db.Model):
+    """One address on the list, with its topics; the address is stored normalised."""
+
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(EMAIL_MAX), unique=True)
+    status: Mapped[str] = mapped_column(String(20), default=SubscriberStatus.PENDING)
+    wants_digest: Mapped[bool] = mapped_column(Boolean, default=True)
+    wants_early_access: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Part of every signed link; replacing it kills all links issued before.
+    nonce: Mapped[str] = mapped_column(String(64))
+    # An address change waits here until the new address confirms.
+    pending_email: Mapped[str | None] = mapped_column(String(EMAIL_MAX))
+    source: Mapped[str] = mapped_column(String(100), default="web")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    confirmation_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    consent_events: Mapped[list[ConsentEvent]] = relationship(
+        back_populates="subscriber",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="ConsentEvent.id",
+    )
+
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_enum_values(SubscriberStatus)})", name="status"),
+        # Keyset pagination and the eligible-recipients scan both walk (status, id).
+        Index("ix_subscribers_status_id", "status", "id"),
+        Index("ix_subscribers_confirmed_at", "confirmed_at"),
+        Index("ix_subscribers_created_at", "created_at"),
+    )
+
+    def __repr__(self) -> str:
+        return f"<Subscriber {self.id} {self.status}>"
+
+
+class ConsentEvent(db.Model):
+    """Proof of consent: when, from where, through which form, and the exact words shown."""
+
+    __tablename__ = "consent_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(30))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ip: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(500), default="")
+    form: Mapped[str] = mapped_column(String(100), default="")
+    page_url: Mapped[str] = mapped_column(String(2000), default="")
+    consent_text: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    subscriber: Mapped[Subscriber] = relationship(back_populates="consent_events")
+
+    __table_args__ = (Index("ix_consent_events_subscriber_id", "subscriber_id"),)
+
+
+class Digest(db.Model):
+    """A newsletter issue, stored once; deliveries point at it and never copy its body."""
+
+    __tablename__ = "digests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject: Mapped[str] = mapped_column(String(200))
+    preheader: Mapped[str] = mapped_column(String(200), default="")
+    intro_markdown: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(20), default=DigestStatus.DRAFT)
+    send_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    pause_reason: Mapped[str] = mapped_column(Text, default="")
+    # A recurring schedule's period ("2026-W48"); unique so a period is composed once.
+    period_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    films: Mapped[list[DigestFilm]] = relationship(
+        back_populates="digest",
+        cascade="all, delete-orphan",
+        order_by="DigestFilm.position",
+    )
+
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_enum_values(DigestStatus)})", name="status"),
+        Index("ix_digests_status_send_at", "status", "send_at"),
+    )
+
+    def __repr__(self) -> str:
+        return f"<Digest {self.id} {self.status}>"
+
+
+class DigestFilm(db.Model):
+    """A film featured in a digest, in order, with an optional editor's note."""
+
+    __tablename__ = "digest_films"
+
+    digest_id: Mapped[int] = mapped_column(
+        ForeignKey("digests.id", ondelete="CASCADE"), primary_key=True
+    )
+    film_id: Mapped[int] = mapped_column(ForeignKey("films.id"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    note: Mapped[str] = mapped_column(Text, default="")
+
+    digest: Mapped[Digest] = relationship(back_populates="films")
+    film: Mapped[Film] = relationship()
+
+    __table_args__ = (Index("ix_digest_films_film_id", "film_id"),)
+
+
+class Delivery(db.Model):
+    """One message to one recipient: the journal row the worker claims, sends and records."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(30))
+    status: Mapped[str] = mapped_column(String(20), default=DeliveryStatus.QUEUED)
+    digest_id: Mapped[int | None] = mapped_column(ForeignKey("digests.id", ondelete="CASCADE"))
+    film_id: Mapped[int | None] = mapped_column(ForeignKey("films.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE")
+    )
+    # Set only where the recipient is not the subscriber's current address (test sends,
+    # a new address awaiting confirmation, a notice to an old address).
+    to_address: Mapped[str | None] = mapped_column(String(EMAIL_MAX))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    # Fixed at the first attempt and reused on every retry, so a resend is recognisable.
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_enum_values(DeliveryStatus)})", name="status"),
+        CheckConstraint(f"kind IN ({_enum_values(DeliveryKind)})", name="kind"),
+        # Set-based enqueueing relies on these: a digest or an alert reaches a subscriber once.
+        UniqueConstraint("digest_id", "subscriber_id"),
+        UniqueConstraint("film_id", "subscriber_id"),
+        # The claim query: due rows by time.
+        Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+        # Dashboard counts by status per digest.
+        Index("ix_deliveries_digest_id_status", "digest_id", "status"),
+        Index("ix_deliveries_subscriber_id", "subscriber_id"),
+    )
+
+    def __repr__(self) -> str:
+        return f"<Delivery {self.id} {self.kind} {self.status}>"
+
+
+class Suppression(db.Model):
+    """An address that must never be mailed or re-added; erased ones keep only a hash."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str | None] = mapped_column(String(EMAIL_MAX))
+    reason: Mapped[str] = mapped_column(String(30))
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        CheckConstraint(f"reason IN ({_enum_values(SuppressionReason)})", name="reason"),
+    )
+
+
+class Admin(db.Model):
+    """A member of the editorial team who signs in to /admin."""
+
+    __tablename__ = "admins"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(EMAIL_MAX), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    # Bumped on password change and sign-out everywhere; sessions carry it and die when it moves.
+    session_version: Mapped[int] = mapped_column(Integer, default=1)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ApiToken(db.Model):
+    """A bearer token for the JSON API; only its hash is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class EmbedForm(db.Model):
+    """A subscribe form placed on another site: its origins, topics and consent text."""
+
+    __tablename__ = "embed_forms"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    origins: Mapped[list[str]] = mapped_column(JSON, default=list)
+    topics: Mapped[list[str]] = mapped_column(JSON, default=list)
+    consent_text: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class EarlyAccessOpen(db.Model):
+    """That some subscriber opened a film's early-access link: counted, not named."""
+
+    __tablename__ = "early_access_opens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    film_id: Mapped[int] = mapped_column(ForeignKey("films.id", ondelete="CASCADE"))
+    # A keyed hash of the subscriber, so repeat opens count once without saying who.
+    opener_hash: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("film_id", "opener_hash"),)
