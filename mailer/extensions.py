@@ -9,7 +9,6 @@ from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
-
 # Named constraints let Alembic alter them later, on PostgreSQL and in SQLite's batch mode alike.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
@@ -23,7 +23,12 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .extensions import db
+from .extensions import Base, db
+
+if TYPE_CHECKING:
+    Model = Base
+else:
+    Model = db.Model
 
 EMAIL_MAX = 254  # RFC 5321 path limit less the angle brackets
 
@@ -110,7 +115,7 @@ class ConsentAction(enum.StrEnum):
     UNSUBSCRIBE = "unsubscribe"
 
 
-class Film(db.Model):
+class Film(Model):
     """A documentary in the catalogue."""
 
     __tablename__ = "films"
@@ -142,7 +147,7 @@ class Film(db.Model):
         return f"<Film {self.slug}>"
 
 
-class Subscriber(db.Model):
+class Subscriber(Model):
     """One address on the list, with its topics; the address is stored normalised."""
 
     __tablename__ = "subscribers"
@@ -181,7 +186,7 @@ class Subscriber(db.Model):
         return f"<Subscriber {self.id} {self.status}>"
 
 
-class ConsentEvent(db.Model):
+class ConsentEvent(Model):
     """Proof of consent: when, from where, through which form, and the exact words shown."""
 
     __tablename__ = "consent_events"
@@ -202,7 +207,7 @@ class ConsentEvent(db.Model):
     __table_args__ = (Index("ix_consent_events_subscriber_id", "subscriber_id"),)
 
 
-class Digest(db.Model):
+class Digest(Model):
     """A newsletter issue, stored once; deliveries point at it and never copy its body."""
 
     __tablename__ = "digests"
@@ -236,7 +241,7 @@ class Digest(db.Model):
         return f"<Digest {self.id} {self.status}>"
 
 
-class DigestFilm(db.Model):
+class DigestFilm(Model):
     """A film featured in a digest, in order, with an optional editor's note."""
 
     __tablename__ = "digest_films"
@@ -254,7 +259,7 @@ class DigestFilm(db.Model):
     __table_args__ = (Index("ix_digest_films_film_id", "film_id"),)
 
 
-class Delivery(db.Model):
+class Delivery(Model):
     """One message to one recipient: the journal row the worker claims, sends and records."""
 
     __tablename__ = "deliveries"
@@ -297,7 +302,7 @@ class Delivery(db.Model):
         return f"<Delivery {self.id} {self.kind} {self.status}>"
 
 
-class Suppression(db.Model):
+class Suppression(Model):
     """An address that must never be mailed or re-added; erased ones keep only a hash."""
 
     __tablename__ = "suppressions"
@@ -314,7 +319,7 @@ class Suppression(db.Model):
     )
 
 
-class Admin(db.Model):
+class Admin(Model):
     """A member of the editorial team who signs in to /admin."""
 
     __tablename__ = "admins"
@@ -329,7 +334,7 @@ class Admin(db.Model):
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class ApiToken(db.Model):
+class ApiToken(Model):
     """A bearer token for the JSON API; only its hash is kept."""
 
     __tablename__ = "api_tokens"
@@ -343,7 +348,7 @@ class ApiToken(db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class EmbedForm(db.Model):
+class EmbedForm(Model):
     """A subscribe form placed on another site: its origins, topics and consent text."""
 
     __tablename__ = "embed_forms"
@@ -357,7 +362,7 @@ class EmbedForm(db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class EarlyAccessOpen(db.Model):
+class EarlyAccessOpen(Model):
     """That some subscriber opened a film's early-access link: counted, not named."""
 
     __tablename__ = "early_access_opens"

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, make_url, text
 
 from mailer.extensions import db
-from sqlalchemy import create_engine, make_url, text
 
 
 @pytest.fixture

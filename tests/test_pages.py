@@ -3,10 +3,9 @@
 from datetime import date, timedelta
 
 from mailer.extensions import db
-from mailer.films import import_films
+from mailer.films import import_films, read_film_rows
 from mailer.models import Film
 from mailer.paths import FILMS_FILE
-from mailer.films import read_film_rows
 
 
 def test_landing_page_lists_every_film_with_a_link(app, client) -> None:

@@ -62,5 +62,5 @@ class Backend(Protocol):
         ...
 
     def send(self, message: Message) -> None:
-        """Deliver one message or raise TemporaryFailure, PermanentFailure or SenderMisconfigured."""
+        """Deliver one message, or raise one of the DeliveryFailure classes."""
         ...
