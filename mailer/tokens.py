@@ -1,0 +1,121 @@
+"""Signed links: one salt per purpose, a subscriber's id and nonce inside, key rotation."""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from dataclasses import dataclass
+
+from flask import current_app
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from .extensions import db
+from .models import Subscriber
+
+
+class Purpose(enum.StrEnum):
+    """What a link is for; a token made for one purpose never works for another."""
+
+    CONFIRM = "confirm"
+    UNSUBSCRIBE = "unsubscribe"
+    PREFERENCES = "preferences"
+    EARLY_ACCESS = "early"
+    ADDRESS = "address"  # confirming a new address after an address change
+
+
+# Unsubscribe links keep working as long as the subscriber's nonce does; preferences links a year.
+# Confirmation links live MAILER_CONFIRM_MAX_AGE; early-access links end at the film's release,
+# which the early-access view checks against the film itself.
+MAX_AGE: dict[Purpose, int | None] = {
+    Purpose.UNSUBSCRIBE: None,
+    Purpose.PREFERENCES: 365 * 24 * 3600,
+    Purpose.EARLY_ACCESS: None,
+}
+
+
+class InvalidToken(Exception):
+    """The link was tampered with, made for another purpose, or no longer applies."""
+
+
+class ExpiredToken(InvalidToken):
+    """The link was genuine but is too old; ``claims`` says whose it was."""
+
+    def __init__(self, claims: TokenClaims) -> None:
+        super().__init__("link expired")
+        self.claims = claims
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    """What a link says: whose it is, the nonce it was made with, and the film if any."""
+
+    subscriber_id: int
+    nonce: str
+    film_id: int | None = None
+
+
+def new_nonce() -> str:
+    """A fresh per-subscriber nonce."""
+    return secrets.token_urlsafe(12)
+
+
+def _serializer(purpose: Purpose) -> URLSafeTimedSerializer:
+    config = current_app.config
+    # itsdangerous signs with the last key and accepts all of them.
+    keys = [*config.get("SECRET_KEY_FALLBACKS", []), config["SECRET_KEY"]]
+    return URLSafeTimedSerializer(keys, salt=f"mailer.{purpose.value}")
+
+
+def make_token(purpose: Purpose, subscriber: Subscriber, film_id: int | None = None) -> str:
+    """A signed, opaque token for ``subscriber`` (never containing the address)."""
+    payload: list[int | str] = [subscriber.id, subscriber.nonce]
+    if film_id is not None:
+        payload.append(film_id)
+    return str(_serializer(purpose).dumps(payload))
+
+
+def _claims(payload: object) -> TokenClaims:
+    if (
+        not isinstance(payload, list)
+        or len(payload) not in (2, 3)
+        or not isinstance(payload[0], int)
+        or not isinstance(payload[1], str)
+        or (len(payload) == 3 and not isinstance(payload[2], int))
+    ):
+        raise InvalidToken("malformed payload")
+    return TokenClaims(payload[0], payload[1], payload[2] if len(payload) == 3 else None)
+
+
+def max_age_for(purpose: Purpose) -> int | None:
+    """How long a token of this purpose is valid, in seconds (None: no age limit)."""
+    if purpose is Purpose.CONFIRM or purpose is Purpose.ADDRESS:
+        return int(current_app.config["MAILER_CONFIRM_MAX_AGE"])
+    return MAX_AGE[purpose]
+
+
+def read_token(purpose: Purpose, token: str) -> TokenClaims:
+    """Verify a token's signature, purpose and age; raise InvalidToken or ExpiredToken."""
+    serializer = _serializer(purpose)
+    try:
+        return _claims(serializer.loads(token, max_age=max_age_for(purpose)))
+    except SignatureExpired as exc:
+        if exc.payload is None:
+            raise InvalidToken("expired, unreadable payload") from None
+        raise ExpiredToken(_claims(serializer.load_payload(exc.payload))) from None
+    except BadSignature:
+        raise InvalidToken("bad signature") from None
+
+
+def subscriber_for(purpose: Purpose, token: str) -> tuple[Subscriber, TokenClaims]:
+    """The subscriber a token belongs to, if its nonce is still current; else InvalidToken."""
+    claims = read_token(purpose, token)
+    subscriber = db.session.get(Subscriber, claims.subscriber_id)
+    if subscriber is None or not secrets.compare_digest(subscriber.nonce, claims.nonce):
+        raise InvalidToken("link no longer applies")
+    return subscriber, claims
+
+
+def link(purpose: Purpose, subscriber: Subscriber, film_id: int | None = None) -> str:
+    """The absolute URL (on MAILER_BASE_URL) of a personal link."""
+    base = current_app.config["MAILER_BASE_URL"]
+    return f"{base}/{purpose.value}/{make_token(purpose, subscriber, film_id)}"
