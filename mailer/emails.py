@@ -48,7 +48,7 @@ def render_delivery(
     to = recipient_of(delivery, subscriber)
     if delivery.kind == DeliveryKind.CONFIRMATION and subscriber is not None:
         subject = "Please confirm your subscription"
-        context = {"confirm_url": link(Purpose.CONFIRM, subscriber)}
+        context: dict[str, object] = {"confirm_url": link(Purpose.CONFIRM, subscriber)}
     elif delivery.kind == DeliveryKind.DIGEST and delivery.digest_id is not None:
         digest = cache.digests.get(delivery.digest_id)
         if digest is None:
