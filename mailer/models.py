@@ -85,8 +85,9 @@ class DeliveryKind(enum.StrEnum):
     DIGEST = "digest"
     EARLY_ACCESS = "early_access"
     TEST = "test"
-    NOTICE = "notice"  # "already subscribed", "your address changed": sent to the address itself
-    ADDRESS_CONFIRMATION = "address_confirmation"
+    ALREADY_SUBSCRIBED = "already_subscribed"  # told to the address itself, never to the visitor
+    ADDRESS_CONFIRMATION = "address_confirmation"  # to the new address of an address change
+    ADDRESS_CHANGED = "address_changed"  # to the old address, once the new one is confirmed
 
 
 class DeliveryStatus(enum.StrEnum):

@@ -160,7 +160,7 @@ def upgrade():
     sa.Column('last_error', sa.Text(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('sent_at', sa.DateTime(timezone=True), nullable=True),
-    sa.CheckConstraint("kind IN ('confirmation', 'welcome', 'digest', 'early_access', 'test', 'notice', 'address_confirmation')", name=op.f('ck_deliveries_kind')),
+    sa.CheckConstraint("kind IN ('confirmation', 'welcome', 'digest', 'early_access', 'test', 'already_subscribed', 'address_confirmation', 'address_changed')", name=op.f('ck_deliveries_kind')),
     sa.CheckConstraint("status IN ('queued', 'claimed', 'sent', 'failed', 'skipped')", name=op.f('ck_deliveries_status')),
     sa.ForeignKeyConstraint(['digest_id'], ['digests.id'], name=op.f('fk_deliveries_digest_id_digests'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['film_id'], ['films.id'], name=op.f('fk_deliveries_film_id_films'), ondelete='CASCADE'),
