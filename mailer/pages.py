@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, abort, render_template
 from sqlalchemy import select, text
 
+from .early_access import can_watch
 from .extensions import db
 from .films import is_public, public_films
 from .models import Film, utcnow
@@ -20,11 +21,14 @@ def index() -> str:
 
 @bp.get("/films/<slug>")
 def film(slug: str) -> str:
-    """One film's page; a film not yet released is announced as coming soon."""
+    """One film's page; before release only a browser holding early access sees the watch link."""
     found = db.session.scalar(select(Film).where(Film.slug == slug))
     if found is None:
         abort(404)
-    return render_template("film.html", film=found, public=is_public(found, utcnow()))
+    now = utcnow()
+    return render_template(
+        "film.html", film=found, public=is_public(found, now), watchable=can_watch(found, now)
+    )
 
 
 @bp.get("/healthz")
