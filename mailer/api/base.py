@@ -1,0 +1,82 @@
+"""What every API resource shares: bearer authentication, JSON-only bodies, size and rate limits."""
+
+from __future__ import annotations
+
+import hashlib
+
+from flask import current_app, g, request
+from flask_limiter.util import get_remote_address
+from flask_smorest import Blueprint
+from webargs.flaskparser import abort
+from werkzeug.exceptions import HTTPException
+
+from ..extensions import csrf, db, limiter
+from ..models import ApiToken, utcnow
+from . import errors
+from .tokens import InvalidApiToken, authenticate, bearer_value
+
+PREFIX = errors.PREFIX
+REALM = 'Bearer realm="mailer API"'
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# PostgreSQL's integer: larger path ids cannot exist and must not reach the database.
+MAX_ID = 2**31 - 1
+
+
+def rate_limit_key() -> str:
+    """Rate limits count per presented token (a hash of it), else per client address."""
+    presented = bearer_value(request.headers.get("Authorization"))
+    if presented:
+        return "api-token:" + hashlib.sha256(presented.encode()).hexdigest()[:32]
+    return "api-ip:" + (get_remote_address() or "unknown")
+
+
+def rate_limit() -> str:
+    """The configured per-token limit, e.g. '300 per minute'."""
+    return str(current_app.config["MAILER_API_RATE_LIMIT"])
+
+
+def current_token() -> ApiToken:
+    """The token that authenticated this request."""
+    token: ApiToken = g.api_token
+    return token
+
+
+def _guard_request() -> None:
+    """Size limit, then bearer authentication, then JSON-only bodies."""
+    request.max_content_length = current_app.config["MAILER_API_MAX_BODY"]
+    if request.method == "OPTIONS":
+        return
+    try:
+        token = authenticate(request.headers.get("Authorization"), utcnow())
+    except InvalidApiToken as exc:
+        db.session.rollback()
+        challenge = REALM + (', error="invalid_token"' if exc.presented else "")
+        abort(401, message=str(exc), headers={"WWW-Authenticate": challenge})
+    # authenticate() may have recorded last use; keep that write short and separate.
+    db.session.commit()
+    g.api_token = token
+    if request.method in BODY_METHODS and _has_body() and not request.is_json:
+        abort(415)
+
+
+def _has_body() -> bool:
+    """Whether the request announces a body."""
+    return bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "")
+
+
+def make_blueprint(name: str, path: str, description: str) -> Blueprint:
+    """A resource blueprint under the API prefix with the shared guards and error handlers."""
+    bp = Blueprint(name, __name__, url_prefix=PREFIX + path, description=description)
+    bp.before_request(_guard_request)
+    bp.register_error_handler(HTTPException, errors.handle_http_exception)
+    bp.register_error_handler(Exception, errors.handle_unexpected)
+    csrf.exempt(bp)  # bearer tokens, no cookies: nothing for a cross-site form to ride on
+    limiter.limit(rate_limit, key_func=rate_limit_key)(bp)
+    return bp
+
+
+def check_id(value: int) -> int:
+    """A path id, or 404 when it is beyond any id the database can hold."""
+    if value > MAX_ID:
+        abort(404)
+    return value

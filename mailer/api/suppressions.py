@@ -1,0 +1,159 @@
+"""/api/v1/suppressions: the addresses that must never be mailed; list, add, remove."""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from datetime import datetime
+from typing import Any
+
+import marshmallow as ma
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import select
+from webargs.flaskparser import abort
+
+from .. import sending
+from ..extensions import db
+from ..models import EMAIL_MAX, Subscriber, Suppression, SuppressionReason, utcnow
+from .base import check_id, make_blueprint
+from .pagination import InvalidCursor, Page, PageArgs, page_schema, paginate
+
+bp = make_blueprint("suppressions", "/suppressions", "Addresses that are never mailed.")
+
+# Erasure is done by deleting the subscriber, which suppresses the address's hash itself.
+ADDABLE_REASONS = [r.value for r in SuppressionReason if r != SuppressionReason.ERASED]
+NOTE_MAX = 2000
+
+
+class InvalidAddress(ValueError):
+    """Text that is not a usable e-mail address."""
+
+
+# Private stand-ins for normalise_email()/email_hash() of the subscriber domain, to be merged.
+def _normalise_email(raw: str) -> str:
+    """An address as stored: validated, ASCII domain, the whole of it lower-case."""
+    if any(unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") for char in raw):
+        raise InvalidAddress("must not contain line breaks or control characters")
+    candidate = raw.strip(" ")
+    if not candidate or len(candidate) > EMAIL_MAX:
+        raise InvalidAddress(f"must be an e-mail address of at most {EMAIL_MAX} characters")
+    try:
+        info = validate_email(
+            candidate, check_deliverability=False, allow_smtputf8=False, strict=True
+        )
+    except EmailNotValidError as exc:
+        raise InvalidAddress(str(exc)) from None
+    address = (info.ascii_email or info.normalized).lower()
+    if len(address) > EMAIL_MAX:
+        raise InvalidAddress(f"must be an e-mail address of at most {EMAIL_MAX} characters")
+    return address
+
+
+def _email_hash(address: str) -> str:
+    """The suppression-list key of a normalised address: its SHA-256, hex."""
+    return hashlib.sha256(address.encode()).hexdigest()
+
+
+def add_suppression(
+    raw_email: str, reason: SuppressionReason, note: str, now: datetime
+) -> tuple[Suppression, bool]:
+    """Suppress an address and skip mail queued to it; returns the entry and whether it is new."""
+    address = _normalise_email(raw_email)
+    key = _email_hash(address)
+    entry = db.session.scalar(select(Suppression).where(Suppression.email_hash == key))
+    if entry is not None:
+        return entry, False
+    entry = Suppression(email_hash=key, email=address, reason=reason, note=note, created_at=now)
+    db.session.add(entry)
+    subscriber_id = db.session.scalar(select(Subscriber.id).where(Subscriber.email == address))
+    if subscriber_id is not None:
+        sending.skip_pending_for(subscriber_id, f"suppressed: {reason}")
+    db.session.flush()
+    return entry, True
+
+
+def remove_suppression(entry: Suppression) -> None:
+    """Take an address off the suppression list: it may be subscribed (with opt-in) again."""
+    db.session.delete(entry)
+    db.session.flush()
+
+
+class SuppressionSchema(ma.Schema):
+    """A suppression as the API shows it."""
+
+    id = ma.fields.Integer(required=True)
+    email = ma.fields.String(
+        required=True, allow_none=True, metadata={"description": "null once erased: hash only"}
+    )
+    email_hash = ma.fields.String(required=True, metadata={"description": "SHA-256 of address"})
+    reason = ma.fields.String(
+        required=True, validate=ma.validate.OneOf([r.value for r in SuppressionReason])
+    )
+    note = ma.fields.String(required=True)
+    created_at = ma.fields.AwareDateTime(required=True)
+
+
+class SuppressionInputSchema(ma.Schema):
+    """An address to suppress."""
+
+    email = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=EMAIL_MAX))
+    reason = ma.fields.String(
+        load_default=SuppressionReason.MANUAL.value, validate=ma.validate.OneOf(ADDABLE_REASONS)
+    )
+    note = ma.fields.String(load_default="", validate=ma.validate.Length(max=NOTE_MAX))
+
+
+class SuppressionListArgs(PageArgs):
+    """Page arguments and an optional reason filter."""
+
+    reason = ma.fields.String(
+        load_default=None, validate=ma.validate.OneOf([r.value for r in SuppressionReason])
+    )
+
+
+SuppressionPageSchema = page_schema(SuppressionSchema, "SuppressionPage")
+
+
+@bp.route("", methods=["GET"])
+@bp.arguments(SuppressionListArgs, location="query", as_kwargs=True)
+@bp.response(200, SuppressionPageSchema)
+def list_suppressions(limit: int, cursor: str | None, reason: str | None) -> Page[Suppression]:
+    """List suppressed addresses, newest first, a page at a time."""
+    query = select(Suppression)
+    if reason:
+        query = query.where(Suppression.reason == reason)
+    try:
+        return paginate(
+            query, Suppression.id, kind="suppressions", limit=limit, cursor=cursor,
+            newest_first=True,
+        )  # fmt: skip
+    except InvalidCursor as exc:
+        abort(400, message=str(exc), errors={"cursor": [str(exc)]})
+
+
+@bp.route("", methods=["POST"])
+@bp.arguments(SuppressionInputSchema)
+@bp.response(201, SuppressionSchema)
+@bp.alt_response(200, schema=SuppressionSchema, description="The address was already suppressed.")
+def create_suppression(data: dict[str, Any]) -> tuple[Suppression, int]:
+    """Suppress an address (201); an address already suppressed is returned as it is (200)."""
+    try:
+        entry, created = add_suppression(
+            data["email"], SuppressionReason(data["reason"]), data["note"].strip(), utcnow()
+        )
+    except InvalidAddress as exc:
+        db.session.rollback()
+        abort(422, errors={"email": [str(exc)]})
+    db.session.commit()
+    return entry, 201 if created else 200
+
+
+@bp.route("/<int:suppression_id>", methods=["DELETE"])
+@bp.response(204)
+def delete_suppression(suppression_id: int) -> None:
+    """Take an address off the suppression list."""
+    entry = db.session.get(Suppression, check_id(suppression_id))
+    if entry is None:
+        abort(404, message=f"There is no suppression with id {suppression_id}.")
+    remove_suppression(entry)
+    db.session.commit()
