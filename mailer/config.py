@@ -99,6 +99,7 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]
         "MAILER_TIMEZONE": env.get("MAILER_TIMEZONE", "UTC"),
         "MAILER_RATELIMIT_STORAGE_URL": env.get("MAILER_RATELIMIT_STORAGE_URL", "memory://"),
         "RATELIMIT_STORAGE_URI": env.get("MAILER_RATELIMIT_STORAGE_URL", "memory://"),
+        "MAILER_API_RATE_LIMIT": env.get("MAILER_API_RATE_LIMIT") or "300 per minute",
         "MAILER_LIST_ID": env.get("MAILER_LIST_ID", ""),
         "MAILER_UNSUBSCRIBE_MAILTO": env.get("MAILER_UNSUBSCRIBE_MAILTO", ""),
         "MAILER_ENVELOPE_FROM": env.get("MAILER_ENVELOPE_FROM", ""),

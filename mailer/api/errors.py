@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,6 +13,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from .. import errors as pages_errors
+from ..extensions import limiter
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +121,17 @@ def handle_http_exception(error: HTTPException) -> Response:
         if name.lower() in ("allow", "www-authenticate", "retry-after")
     }
     headers.update(data.get("headers") or {})
+    if status == 429 and "Retry-After" not in headers:
+        headers["Retry-After"] = str(_retry_after())
     return error_response(status, message, code=data.get("code"), errors=errors, headers=headers)
+
+
+def _retry_after() -> int:
+    """Seconds until the rate limit that was just hit lets requests through again."""
+    current = limiter.current_limit
+    if current is None:
+        return 60
+    return max(1, math.ceil(current.reset_at - time.time()))
 
 
 def handle_unexpected(error: Exception) -> Response:

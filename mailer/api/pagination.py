@@ -29,7 +29,6 @@ class PageArgs(ma.Schema):
 
     limit = ma.fields.Integer(
         load_default=DEFAULT_LIMIT,
-        strict=True,
         validate=ma.validate.Range(min=1, max=MAX_LIMIT),
         metadata={"description": f"items per page, 1 to {MAX_LIMIT}"},
     )
