@@ -386,3 +386,22 @@ def test_openapi_document_describes_the_api(client) -> None:
         for method, operation in path.items():
             if method != "parameters":
                 assert "default" in operation["responses"]
+
+
+def test_a_lost_race_for_a_unique_value_is_a_409(app, client, auth, monkeypatch) -> None:
+    import mailer.api.films as films_api
+
+    add_film(app)
+
+    def racing_save(film: Film | None, raw: dict) -> Film:
+        # As if another request stored the same slug between our check and our insert.
+        twin = Film(slug="a-film", title="A Film")
+        db.session.add(twin)
+        db.session.flush()
+        return twin
+
+    monkeypatch.setattr(films_api, "save_film", racing_save)
+    response = client.post("/api/v1/films", json={"title": "A Film"}, headers=auth)
+    assert_error(response, 409, "conflict")
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Film.id))) == 1

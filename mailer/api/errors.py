@@ -10,10 +10,11 @@ from typing import Any
 
 import marshmallow as ma
 from flask import Flask, Response, jsonify, request
+from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from .. import errors as pages_errors
-from ..extensions import limiter
+from ..extensions import db, limiter
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,10 @@ def handle_unexpected(error: Exception) -> Response:
     """Log a failure the API did not expect and answer a plain JSON 500."""
     if isinstance(error, HTTPException):
         return handle_http_exception(error)
+    if isinstance(error, IntegrityError):
+        # Two requests raced for the same unique value; the loser may simply retry.
+        db.session.rollback()
+        return error_response(409, "The request conflicts with a concurrent change; retry it.")
     log.exception("unhandled error on %s %s", request.method, request.path, exc_info=error)
     return handle_http_exception(InternalServerError())
 
