@@ -14,7 +14,7 @@ from tests.conftest import admin_csrf
 HOSTILE = {
     "title": "<script>alert('t')</script>",
     "director": '"><img src=x onerror=alert(1)>',
-    "description": "{{ config }} {{ 7*7 }} <a href=\"javascript:alert(1)\">x</a>",
+    "description": '{{ config }} {{ 7*7 }} <a href="javascript:alert(1)">x</a>',
     "country": "{% print(config) %}",
 }
 
