@@ -33,7 +33,7 @@ def films(app):
 
 
 def test_create_digest_keeps_order_and_notes(films) -> None:
-    a, b, c = films
+    a, _b, c = films
     digest = create_digest(
         "  November's films ", "Three new films", "# Hello\n\n*new*", [(c, "Watch"), (a, "")], NOW
     )
