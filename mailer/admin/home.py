@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from flask import render_template
-from sqlalchemy import func, select
+from sqlalchemy import Date, cast, func, select
 
 from ..extensions import db
 from ..models import Subscriber, SubscriberStatus, utcnow
@@ -50,7 +51,7 @@ def confirmed_per_day(now: datetime, days: int = CHART_DAYS) -> list[tuple[date,
     before = db.session.scalar(
         select(func.count()).where(confirmed, Subscriber.confirmed_at < start)
     )
-    day = func.date(Subscriber.confirmed_at)
+    day = _utc_day(Subscriber.confirmed_at)
     rows = db.session.execute(
         select(day, func.count()).where(confirmed, Subscriber.confirmed_at >= start).group_by(day)
     ).all()
@@ -62,6 +63,14 @@ def confirmed_per_day(now: datetime, days: int = CHART_DAYS) -> list[tuple[date,
         total += added.get(current, 0)
         series.append((current, total))
     return series
+
+
+def _utc_day(column: Any) -> Any:
+    """The UTC calendar day of a timestamp column, in SQL."""
+    if db.engine.dialect.name == "postgresql":
+        # date() of a timestamptz follows the session's time zone; pin it to UTC.
+        return cast(func.timezone("UTC", column), Date)
+    return func.date(column)  # SQLite stores UTC without a zone
 
 
 def chart_of(series: list[tuple[date, int]]) -> Chart:
