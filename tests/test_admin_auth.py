@@ -273,3 +273,17 @@ def test_production_hashes_use_the_strong_argon2id_profile(test_env) -> None:
         from mailer.admin.auth import hash_password
 
         assert "$argon2id$v=19$m=65536,t=3,p=4$" in hash_password("a long enough password")
+
+
+def test_admin_changes_time_zone(app, admin_client) -> None:
+    page = admin_client.get("/admin/account").get_data(as_text=True)
+    assert "<option selected>UTC</option>" in page
+    data = {"csrf_token": admin_csrf(admin_client), "timezone": "America/New_York"}
+    assert admin_client.post("/admin/account/timezone", data=data).status_code == 302
+    assert _admin(app).timezone == "America/New_York"
+    data["timezone"] = "<script>Nowhere"
+    bad = admin_client.post("/admin/account/timezone", data=data)
+    assert bad.status_code == 400
+    assert "is not a known time zone" in bad.get_data(as_text=True)
+    assert "<script>Nowhere" not in bad.get_data(as_text=True)
+    assert _admin(app).timezone == "America/New_York"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from functools import cache
+from zoneinfo import available_timezones
 
 import click
 from argon2 import PasswordHasher, profiles
@@ -18,7 +19,7 @@ from werkzeug.wrappers import Response
 
 from ..extensions import db, limiter, login_manager
 from ..models import Admin, utcnow
-from .base import bp, safe_next, zone_named
+from .base import bp, safe_next
 
 log = logging.getLogger(__name__)
 
@@ -122,15 +123,13 @@ def create_admin(email: str, password: str, now: datetime, timezone: str = "UTC"
     address = normalise_admin_email(email)
     if db.session.scalar(select(Admin.id).where(Admin.email == address)) is not None:
         raise AdminInvalid({"email": f"an admin with the address {address} already exists"})
-    if zone_named(timezone).key != timezone:
-        raise AdminInvalid({"timezone": f"{timezone!r} is not a known time zone"})
     admin = Admin(
         email=address,
         password_hash=hash_password(password),
-        timezone=timezone,
         session_version=1,
         created_at=now,
     )
+    set_timezone(admin, timezone)
     db.session.add(admin)
     db.session.flush()
     return admin
@@ -145,6 +144,13 @@ def set_password(admin: Admin, password: str) -> None:
     """Change an admin's password and end every session the admin has."""
     admin.password_hash = hash_password(password)
     end_sessions(admin)
+
+
+def set_timezone(admin: Admin, name: str) -> None:
+    """Change the time zone the admin's dates are shown and entered in."""
+    if name not in available_timezones():
+        raise AdminInvalid({"timezone": f"{name!r} is not a known time zone"})
+    admin.timezone = name
 
 
 def end_sessions(admin: Admin) -> None:
@@ -200,7 +206,7 @@ def sign_out() -> Response:
 
 
 @bp.route("/account", methods=["GET", "POST"])
-def account() -> Response | str | tuple[str, int]:
+def account() -> Response | tuple[str, int]:
     """Change the signed-in admin's password; every other session ends."""
     errors: dict[str, str] = {}
     if request.method == "POST":
@@ -223,8 +229,29 @@ def account() -> Response | str | tuple[str, int]:
             login_user(SignedInAdmin(admin))
             flash("Your password was changed. Other sessions have been signed out.")
             return redirect(url_for("admin.account"))
-        return render_template("admin/account.html", errors=errors), 400
-    return render_template("admin/account.html", errors=errors)
+        return _account_page(errors, 400)
+    return _account_page(errors, 200)
+
+
+def _account_page(errors: dict[str, str], status: int) -> tuple[str, int]:
+    """The account page with the password and time-zone forms."""
+    zones = sorted(available_timezones())
+    return render_template("admin/account.html", errors=errors, zones=zones), status
+
+
+@bp.post("/account/timezone")
+def account_timezone() -> Response | tuple[str, int]:
+    """Change the signed-in admin's time zone."""
+    admin = db.session.get(Admin, current_user.id)
+    assert admin is not None  # the user loader just found it
+    try:
+        set_timezone(admin, request.form.get("timezone", ""))
+    except AdminInvalid as exc:
+        db.session.rollback()
+        return _account_page(exc.errors, 400)
+    db.session.commit()
+    flash(f"Times are now shown in {admin.timezone}.")
+    return redirect(url_for("admin.account"))
 
 
 def _fail(exc: AdminInvalid) -> click.ClickException:
