@@ -67,7 +67,7 @@ def test_chart_scales_into_its_box() -> None:
     assert points[0][1] == chart.height - chart.pad  # lowest value on the axis
     assert points[-1][1] == chart.pad  # highest at the top
     flat = chart_of([(date(2026, 1, 1), 0)])
-    assert flat.points and flat.latest == 0
+    assert flat.points and flat.latest == 0 and flat.axis_top == 1
 
 
 def test_home_page_shows_counts_and_an_inline_svg_chart(app, admin_client) -> None:

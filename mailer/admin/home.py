@@ -27,6 +27,7 @@ class Chart:
     low: int
     high: int
     latest: int
+    axis_top: int
     width: int = CHART_WIDTH
     height: int = CHART_HEIGHT
     pad: int = CHART_PAD
@@ -85,7 +86,7 @@ def chart_of(series: list[tuple[date, int]]) -> Chart:
         f"{CHART_PAD + i * step:.1f},{CHART_PAD + inner_h - (n - low) / span * inner_h:.1f}"
         for i, n in enumerate(values)
     )
-    return Chart(points, series[0][0], series[-1][0], low, high, values[-1])
+    return Chart(points, series[0][0], series[-1][0], low, high, values[-1], low + span)
 
 
 @bp.get("/")
