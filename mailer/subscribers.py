@@ -112,7 +112,9 @@ def normalise_email(raw: str) -> str:
     if len(candidate) > EMAIL_MAX:
         raise InvalidAddress(f"That address is too long (at most {EMAIL_MAX} characters).")
     try:
-        info = validate_email(candidate, check_deliverability=False, allow_smtputf8=False)
+        info = validate_email(
+            candidate, check_deliverability=False, allow_smtputf8=False, strict=True
+        )
     except EmailNotValidError as exc:
         raise InvalidAddress(str(exc)) from None
     address = (info.ascii_email or info.normalized).lower()
