@@ -35,6 +35,7 @@ from .subscribers import (
     AddressUnchanged,
     ConsentContext,
     InvalidAddress,
+    InvalidTopics,
     NotPending,
     Topic,
     confirm,
@@ -42,6 +43,7 @@ from .subscribers import (
     erase,
     export_data,
     normalise_email,
+    parse_topics,
     purge_unconfirmed,
     request_address_change,
     resend_for_link,
@@ -55,21 +57,29 @@ from .tokens import ExpiredToken, InvalidToken, Purpose, make_token, subscriber_
 
 bp = Blueprint("subscriptions", __name__)
 
-TOPIC_CHOICES = [
-    (Topic.DIGEST.value, "The newsletter digest"),
-    (Topic.EARLY_ACCESS.value, "Early-access alerts for new films"),
-]
+TOPIC_LABELS = {
+    Topic.DIGEST.value: "The newsletter digest",
+    Topic.EARLY_ACCESS.value: "Early-access alerts for new films",
+}
 # Defaults; MAILER_SUBSCRIBE_LIMIT_PER_IP / _PER_ADDRESS in the app config override them.
 LIMIT_PER_IP = "10 per minute;50 per hour"
 LIMIT_PER_ADDRESS = "5 per hour;20 per day"
 LIMIT_RESEND_PER_IP = "10 per hour"
 
 
+def _check_topics(field: SelectMultipleField) -> None:
+    """The field's topics must be known, and at least one."""
+    try:
+        parse_topics(field.data or [])
+    except InvalidTopics as exc:
+        raise ValidationError(str(exc)) from None
+
+
 class SubscribeForm(FlaskForm):
     """The subscribe form: an address, the topics, and a honeypot for bots."""
 
     email = StringField("Email address")
-    topics = SelectMultipleField("Topics", choices=TOPIC_CHOICES)
+    topics = SelectMultipleField("Topics", validate_choice=False)
     # Hidden from people; bots that fill every field give themselves away.
     website = StringField("Leave this empty")
 
@@ -81,20 +91,18 @@ class SubscribeForm(FlaskForm):
             raise ValidationError(str(exc)) from None
 
     def validate_topics(self, field: SelectMultipleField) -> None:
-        """At least one topic."""
-        if not field.data:
-            raise ValidationError("Please choose at least one thing to receive.")
+        """At least one known topic."""
+        _check_topics(field)
 
 
 class TopicsForm(FlaskForm):
     """The topics on the preferences page."""
 
-    topics = SelectMultipleField("Topics", choices=TOPIC_CHOICES)
+    topics = SelectMultipleField("Topics", validate_choice=False)
 
     def validate_topics(self, field: SelectMultipleField) -> None:
-        """At least one topic; leaving everything is what unsubscribing is for."""
-        if not field.data:
-            raise ValidationError("Choose at least one, or unsubscribe instead.")
+        """At least one known topic; leaving everything is what unsubscribing is for."""
+        _check_topics(field)
 
 
 class AddressForm(FlaskForm):
@@ -162,7 +170,7 @@ def _render_subscribe(form: SubscribeForm, status: int = 200) -> tuple[str, int]
 @bp.get("/subscribe")
 def subscribe_page() -> tuple[str, int]:
     """The subscribe form on a page of its own, for other pages to link to."""
-    return _render_subscribe(SubscribeForm(formdata=None, topics=[c[0] for c in TOPIC_CHOICES]))
+    return _render_subscribe(SubscribeForm(formdata=None, topics=list(TOPIC_LABELS)))
 
 
 @bp.post("/subscribe")
@@ -310,6 +318,7 @@ def _preferences(
         token=token,
         subscriber=subscriber,
         unsubscribe_token=make_token(Purpose.UNSUBSCRIBE, subscriber),
+        topic_labels=TOPIC_LABELS,
         **forms,
     )
     return page, status
