@@ -463,6 +463,8 @@ def erase(subscriber: Subscriber, now: datetime) -> None:
         .values(subscriber_id=None, to_address=None, last_error="")
     )
     db.session.execute(delete(ConsentEvent).where(ConsentEvent.subscriber_id == subscriber.id))
+    # Forget any loaded events, or the ORM would try to delete the rows just removed.
+    db.session.expire(subscriber, ["consent_events"])
     db.session.delete(subscriber)
 
 

@@ -318,6 +318,7 @@ def test_export_has_profile_consent_history_and_deliveries(ctx) -> None:
 def test_erase_keeps_only_a_hash_and_import_cannot_re_add(ctx) -> None:
     sub = confirmed()
     queue_message(DeliveryKind.DIGEST, sub, NOW)
+    assert export_data(sub)["consent"] and len(sub.consent_events) == 2  # loaded before erasing
     erase(sub, NOW)
     db.session.commit()
     assert count(Subscriber) == 0 and count(ConsentEvent) == 0
