@@ -263,13 +263,15 @@ def subscribe(
         if _notice_due(subscriber, now):
             sending.queue_message(DeliveryKind.ALREADY_SUBSCRIBED, subscriber, now)
         return
-    if subscriber.status == SubscriberStatus.UNSUBSCRIBED:
+    coming_back = subscriber.status == SubscriberStatus.UNSUBSCRIBED
+    if coming_back:
         subscriber.status = SubscriberStatus.PENDING
         subscriber.confirmed_at = None
         subscriber.source = source[:100]
     _set_topics(subscriber, chosen)
     _record(subscriber, ConsentAction.SUBSCRIBE, consent, now, topics=sorted(map(str, chosen)))
-    if _resend_due(subscriber, now):
+    # Only someone holding an unsubscribe link can unsubscribe, so coming back is never bombing.
+    if coming_back or _resend_due(subscriber, now):
         _queue_confirmation(subscriber, now)
 
 
