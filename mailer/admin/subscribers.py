@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from email_validator import EmailNotValidError, validate_email
 from flask import abort, flash, redirect, render_template, request, stream_with_context, url_for
 from flask_login import current_user
 from sqlalchemy import Select, select
@@ -26,7 +24,8 @@ from ..models import (
     SuppressionReason,
     utcnow,
 )
-from ..sending import skip_pending_for
+from ..subscribers import InvalidAddress, email_hash, is_suppressed, normalise_email
+from ..subscribers import suppress as add_suppression
 from .base import bp
 
 log = logging.getLogger(__name__)
@@ -101,17 +100,6 @@ class SubscriberFilter:
         }
 
 
-# Private stand-ins for the subscriptions feature's normalise_email()/email_hash(), to be merged.
-def _normalise_email(address: str) -> str:
-    """An address as stored: validated, the whole of it lower-case."""
-    return validate_email(address.strip(), check_deliverability=False).normalized.lower()
-
-
-def _email_hash(normalised: str) -> str:
-    """The suppression key of a normalised address."""
-    return hashlib.sha256(normalised.encode()).hexdigest()
-
-
 def subscriber_page(
     flt: SubscriberFilter, after: int | None, size: int = PAGE_SIZE
 ) -> tuple[list[Subscriber], int | None]:
@@ -158,34 +146,22 @@ def export_rows(flt: SubscriberFilter) -> Iterator[str]:
 
 
 def suppress(email: str, reason: str, note: str, now: datetime) -> Suppression:
-    """Put an address on the suppression list and skip anything still queued for it."""
+    """Check an admin's entry, then put the address on the suppression list."""
     errors: dict[str, str] = {}
     try:
-        address = _normalise_email(email)
-    except EmailNotValidError as exc:
+        address = normalise_email(email)
+    except InvalidAddress as exc:
         errors["email"] = str(exc)
         address = ""
     if reason not in set(SuppressionReason):
         errors["reason"] = "must be one of " + ", ".join(SuppressionReason)
     if len(note) > 2000:
         errors["note"] = "must be at most 2000 characters"
-    if address:
-        key = _email_hash(address)
-        if db.session.scalar(select(Suppression.id).where(Suppression.email_hash == key)):
-            errors["email"] = "is already suppressed"
+    if address and is_suppressed(address):
+        errors["email"] = "is already suppressed"
     if errors:
         raise SuppressionInvalid(errors)
-    entry = Suppression(
-        email_hash=_email_hash(address),
-        email=address,
-        reason=reason,
-        note=note.strip(),
-        created_at=now,
-    )
-    db.session.add(entry)
-    subscriber_id = db.session.scalar(select(Subscriber.id).where(Subscriber.email == address))
-    if subscriber_id is not None:
-        skip_pending_for(subscriber_id, "suppressed")
+    entry = add_suppression(address, SuppressionReason(reason), note.strip(), now)
     db.session.flush()
     return entry
 
@@ -253,7 +229,7 @@ def subscriber_detail(subscriber_id: int) -> str:
         .limit(100)
     )
     suppressed = db.session.scalar(
-        select(Suppression).where(Suppression.email_hash == _email_hash(subscriber.email))
+        select(Suppression).where(Suppression.email_hash == email_hash(subscriber.email))
     )
     return render_template(
         "admin/subscriber.html",
