@@ -32,9 +32,7 @@ def subscribe_with_keyboard(page: Page, email: str) -> None:
 def press_button_with_keyboard(page: Page, name: str | re.Pattern[str]) -> None:
     """Tab to the button called ``name`` and press Enter (e.g. "Confirm" on the confirm page)."""
     button = page.get_by_role("button", name=name)
-    button_id = button.evaluate(
-        "b => b.id || (b.id = 'kb-' + Math.random().toString(36).slice(2))"
-    )
+    button_id = button.evaluate("b => b.id || (b.id = 'kb-' + Math.random().toString(36).slice(2))")
     tab_to(page, f"#{button_id}")
     assert_focus_visible(page)
     with page.expect_navigation():

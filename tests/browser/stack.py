@@ -173,7 +173,7 @@ class LiveStack:
     def mailer(
         self, *args: str, input: str | None = None, env: Mapping[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
-        """Run one `mailer` command against this stack's database; raise with its output if it fails."""
+        """Run one `mailer` command on this stack's database; raise with its output on failure."""
         result = subprocess.run(
             [*mailer_command(), *args],
             cwd=ROOT,
