@@ -8,6 +8,15 @@ from playwright.sync_api import Page
 
 from .checks import assert_focus_visible, tab_to
 
+# Text that runs script if it ever reaches a page unescaped; an <img> that loads also shows up
+# as a console error. Use it in films, subjects and Markdown.
+HOSTILE = (
+    "<script>alert('script')</script>"
+    '"><img src=x onerror=alert("img")>'
+    "<svg/onload=alert('svg')>"
+    "{{ config }}"
+)
+
 SUBSCRIBE_EMAIL = "#subscribe-email"
 SUBSCRIBE_BUTTON = ".subscribe-form button[type=submit]"
 

@@ -6,6 +6,7 @@ pytest, so the same stack can be started from a plain script.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -200,6 +201,23 @@ class LiveStack:
             timeout=60,
         )
         return result.returncode == 0
+
+    def import_films(self, rows: list[dict[str, object]]) -> None:
+        """Add or update films through `mailer import-films`, the importer's own checks included."""
+        path = self.workdir / f"films-{time.monotonic_ns()}.json"
+        path.write_text(json.dumps(rows))
+        self.mailer("import-films", str(path))
+
+    def delete_film(self, slug: str) -> None:
+        """Remove a film a test added, so the catalogue is the nine films again."""
+        from sqlalchemy import delete
+
+        from mailer.extensions import db
+        from mailer.models import Film
+
+        with self.app_context():
+            db.session.execute(delete(Film).where(Film.slug == slug))
+            db.session.commit()
 
     def deliver(self) -> None:
         """Send everything due now (`mailer deliver`), without waiting for the worker's tick."""

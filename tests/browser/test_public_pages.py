@@ -137,3 +137,18 @@ def test_the_checks_catch_what_they_look_for(page: Page) -> None:
         assert_no_horizontal_overflow(page)
     with pytest.raises(AssertionError, match="Tab never reached"):
         tab_to(page, "#nothing-like-this", max_presses=3)
+
+
+def test_the_page_watch_records_dialogs_and_script_errors(
+    page: Page, page_watch: PageWatch
+) -> None:
+    page.goto("/")
+    page.evaluate("() => { alert('hi'); setTimeout(() => { throw new Error('boom'); }); }")
+    page.evaluate("() => new Promise(r => setTimeout(r, 50))")
+    page.evaluate("() => console.error('logged')")
+    expect(page.locator("h1")).to_be_visible()
+    problems = list(page_watch.problems)
+    page_watch.problems.clear()  # recorded as they should be; not a failure of this test
+    assert any("alert dialog: 'hi'" in p for p in problems), problems
+    assert any("script error" in p and "boom" in p for p in problems), problems
+    assert any("console error: logged" in p for p in problems), problems
