@@ -20,6 +20,8 @@ def axe_violations(page: Page) -> list[dict[str, Any]]:
     """Run axe-core on the current page (the context must bypass CSP) and return violations."""
     if not page.evaluate("() => typeof window.axe !== 'undefined'"):
         page.add_script_tag(path=str(AXE_FILE))
+    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
+        raise AssertionError("axe-core could not be injected: use a context with bypass_csp=True")
     result: dict[str, Any] = page.evaluate(
         "async () => await axe.run(document, {resultTypes: ['violations']})"
     )

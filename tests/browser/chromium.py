@@ -38,13 +38,22 @@ def launch(playwright: Playwright) -> Browser:
 
 
 def new_context(
-    browser: Browser, base_url: str, viewport: dict[str, int] | None = None
+    browser: Browser,
+    base_url: str,
+    viewport: dict[str, int] | None = None,
+    *,
+    bypass_csp: bool = False,
 ) -> BrowserContext:
-    """A fresh profile on ``base_url``; CSP is bypassed so axe-core can be injected."""
+    """A fresh profile on ``base_url``.
+
+    The site's CSP is enforced by default, so a page that needs inline script or style shows up
+    as a console error; ``bypass_csp=True`` lets axe-core be injected, and makes any script that
+    escapes into a page run (and so be caught) whatever the CSP says.
+    """
     return browser.new_context(
         base_url=base_url,
         viewport=viewport or DESKTOP,  # type: ignore[arg-type]
-        bypass_csp=True,
+        bypass_csp=bypass_csp,
         locale="en-GB",
         timezone_id="UTC",
         color_scheme="light",

@@ -1,8 +1,8 @@
 """Fixtures of the browser tests: the served stack, its mailbox, Chromium, watched pages.
 
 The stack (gunicorn + worker + SMTP catcher on a fresh SQLite database) starts once per run.
-Every page a test opens is watched: a dialog (alert, confirm, prompt), a console error or an
-uncaught script error fails the test after it ran.
+Every page a test opens is watched: a dialog (alert, confirm, prompt), a console error (a CSP
+violation is one) or an uncaught script error fails the test after it ran.
 """
 
 from __future__ import annotations
@@ -159,11 +159,14 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 def new_context(
     browser: Browser, served: LiveStack, page_watch: PageWatch
 ) -> Iterator[Callable[..., BrowserContext]]:
-    """Make browser contexts on the served site (``viewport=PHONE`` for a phone); all watched."""
+    """Make watched browser contexts on the served site.
+
+    ``viewport=PHONE`` for a phone; ``bypass_csp=True`` where axe-core is to be injected.
+    """
     made: list[BrowserContext] = []
 
-    def make(viewport: dict[str, int] | None = None) -> BrowserContext:
-        context = chromium.new_context(browser, served.url, viewport)
+    def make(viewport: dict[str, int] | None = None, bypass_csp: bool = False) -> BrowserContext:
+        context = chromium.new_context(browser, served.url, viewport, bypass_csp=bypass_csp)
         context.on("page", page_watch.watch)
         made.append(context)
         return context
@@ -175,5 +178,5 @@ def new_context(
 
 @pytest.fixture
 def page(new_context: Callable[..., BrowserContext]) -> Page:
-    """A watched page at desktop size; ``page.goto("/")`` opens the served landing page."""
+    """A watched page at desktop size under the site's CSP; ``page.goto("/")`` opens the site."""
     return new_context().new_page()

@@ -1,15 +1,16 @@
 """Film text carrying script payloads is shown as text: no script runs, no dialog opens.
 
-The context bypasses CSP (see chromium.new_context), so a payload that ran would prove an escaping
-bug on its own, not only a CSP gap; the page watch fails the test on any dialog or error.
+Run twice: under the site's CSP (a payload that reached the page shows as a CSP violation) and
+with CSP bypassed (a payload that reached the page runs, proving an escaping bug on its own). The
+page watch fails the test on any dialog or console error.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import BrowserContext, expect
 
 from .actions import HOSTILE
 from .stack import LiveStack
@@ -36,7 +37,11 @@ def hostile_film(served: LiveStack) -> Iterator[str]:
     served.delete_film(SLUG)
 
 
-def test_hostile_film_text_is_shown_as_text(page: Page, hostile_film: str) -> None:
+@pytest.mark.parametrize("bypass_csp", [False, True], ids=["csp", "no-csp"])
+def test_hostile_film_text_is_shown_as_text(
+    new_context: Callable[..., BrowserContext], hostile_film: str, bypass_csp: bool
+) -> None:
+    page = new_context(bypass_csp=bypass_csp).new_page()
     page.goto("/")
     card = page.locator(".film-card", has_text="Hostile")
     expect(card.get_by_role("link")).to_have_text("Hostile " + HOSTILE)

@@ -104,7 +104,7 @@ def test_public_page_is_accessible_and_fits_the_screen(
     viewport: dict[str, int],
 ) -> None:
     page_watch.allow(r"status of 404")
-    page = new_context(viewport).new_page()
+    page = new_context(viewport, bypass_csp=True).new_page()
     page.goto(path)
     assert_accessible(page)
     assert_no_horizontal_overflow(page)
@@ -124,8 +124,11 @@ def test_screenshot_pages_render_without_overflow(
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
 
 
-def test_the_checks_catch_what_they_look_for(page: Page) -> None:
+def test_the_checks_catch_what_they_look_for(
+    new_context: Callable[..., BrowserContext],
+) -> None:
     # A page with an unlabelled field, an image without text and a too-wide box must be flagged.
+    page = new_context(bypass_csp=True).new_page()
     page.goto("/")
     page.set_content(
         '<html lang="en"><title>bad</title><main><img src="data:,">'
@@ -152,3 +155,19 @@ def test_the_page_watch_records_dialogs_and_script_errors(
     assert any("alert dialog: 'hi'" in p for p in problems), problems
     assert any("script error" in p and "boom" in p for p in problems), problems
     assert any("console error: logged" in p for p in problems), problems
+
+
+def test_the_sites_csp_is_enforced_and_a_violation_is_recorded(
+    page: Page, page_watch: PageWatch
+) -> None:
+    page.goto("/")
+    page.evaluate(
+        "() => document.body.insertAdjacentHTML('beforeend', "
+        '\'<img src="data:," onload="alert(1)"><p style="color: red">red</p>\')'
+    )
+    expect(page.get_by_text("red", exact=True)).to_be_visible()
+    page.evaluate("() => new Promise(r => setTimeout(r, 100))")
+    problems = list(page_watch.problems)
+    page_watch.problems.clear()  # recorded as they should be; not a failure of this test
+    assert not any("dialog" in p for p in problems), problems
+    assert any("Content Security Policy" in p for p in problems), problems
