@@ -18,7 +18,7 @@ from .stack import LiveStack
 SLUG = "hostile-film"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def hostile_film(served: LiveStack) -> Iterator[str]:
     """A film whose every text field carries the payloads, imported like any other."""
     served.import_films(
