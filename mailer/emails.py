@@ -88,6 +88,7 @@ _MARKDOWN_TAGS = {
     "hr",
 }
 _UNSAFE_HEADER = re.compile(r"[\x00-\x1f\x7f]")
+_SPECIALS = re.compile(r'[\s<>()\[\],;:"\\]')
 _SIMPLE_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+$")
 _URL_SAFE = re.compile(r"^https?://[A-Za-z0-9._~:/?#\[\]@!$()*+,;=%-]+$")
 _DATE_SENTINEL = format_datetime(datetime(1999, 12, 31, 23, 59, 59, tzinfo=UTC))
@@ -350,10 +351,15 @@ def check_url(url: str, name: str) -> str:
 def address_of(value: str) -> Address:
     """A recipient address checked by the standard library's parser."""
     check_header(value, "address")
+    value = value.strip()
     try:
-        return Address(addr_spec=value.strip())
+        return Address(addr_spec=value)
     except (ValueError, IndexError) as exc:
-        raise UnsafeHeader(f"not a valid e-mail address: {value!r}") from exc
+        # The parser refuses internationalised local parts, which SMTPUTF8 carries fine.
+        local, at, domain = value.rpartition("@")
+        if value.isascii() or not (at and local and domain) or _SPECIALS.search(value):
+            raise UnsafeHeader(f"not a valid e-mail address: {value!r}") from exc
+        return Address(username=local, domain=domain)
 
 
 def from_address() -> tuple[str, str]:
