@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.headerregistry import Address
-from email.message import EmailMessage, MIMEPart
+from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
@@ -431,9 +431,10 @@ def build_email(content: Content, to: str, message_id: str, date: str) -> EmailM
         email["Auto-Submitted"] = "auto-generated"
     email.set_content(content.text, subtype="plain", charset="utf-8", cte=_cte(content.text))
     email.make_alternative()
-    # A MIMEPart, not add_alternative(): that would repeat MIME-Version inside the part.
-    html_part = MIMEPart(policy=policy)
+    html_part = EmailMessage(policy=policy)
     html_part.set_content(content.html, subtype="html", charset="utf-8", cte=_cte(content.html))
+    # MIME-Version belongs to the message, not to a part (add_alternative() would repeat it).
+    del html_part["MIME-Version"]
     email.attach(html_part)
     return email
 
@@ -669,7 +670,9 @@ def render_welcome(
     reader = _need(subscriber, delivery)
     links = PersonalLinks(reader)
     early = may_see_early(reader)
-    entries = [film_entry(f, now, links, early) for f in films_in_early_access(now)] if early else []
+    entries = (
+        [film_entry(f, now, links, early) for f in films_in_early_access(now)] if early else []
+    )
     content = _simple(
         "welcome",
         "Welcome to the Documentaries newsletter",
@@ -762,9 +765,7 @@ def render_already_subscribed(
     reader = _need(subscriber, delivery)
     confirmed = reader.status == SubscriberStatus.CONFIRMED
     links = PersonalLinks(reader) if confirmed else None
-    content = _simple(
-        "already_subscribed", "You are already subscribed", links, listed=confirmed
-    )
+    content = _simple("already_subscribed", "You are already subscribed", links, listed=confirmed)
     return _one_off(delivery, reader.email, content, now)
 
 
@@ -791,9 +792,7 @@ def render_address_changed(
     """To the old address once the new one is confirmed: a notice, in case it was not you."""
     if not delivery.to_address:
         raise Undeliverable(f"delivery {delivery.id}: no old address")
-    content = _simple(
-        "address_changed", "Your newsletter address was changed", None, listed=False
-    )
+    content = _simple("address_changed", "Your newsletter address was changed", None, listed=False)
     return _one_off(delivery, delivery.to_address, content, now)
 
 

@@ -11,8 +11,8 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 import pytest
-from freezegun import freeze_time
 from flask import Flask
+from freezegun import freeze_time
 
 from mailer.backends import Message
 from mailer.emails import (
@@ -112,7 +112,9 @@ def world(app: Flask) -> Iterator[World]:
         yield World(public, early, soon, fan, plain, pending, digest)
 
 
-def delivery_for(kind: DeliveryKind, world: World, subscriber: Subscriber | None = None) -> Delivery:
+def delivery_for(
+    kind: DeliveryKind, world: World, subscriber: Subscriber | None = None
+) -> Delivery:
     """A journal row of one kind, as the engine would have queued it."""
     reader = subscriber or world.fan
     row = Delivery(
@@ -215,9 +217,7 @@ def test_newsletters_carry_list_headers_and_unsubscribe_in_both_parts(
         DeliveryKind.ADDRESS_CHANGED,
     ],
 )
-def test_transactional_messages_are_not_bulk(
-    app: Flask, world: World, kind: DeliveryKind
-) -> None:
+def test_transactional_messages_are_not_bulk(app: Flask, world: World, kind: DeliveryKind) -> None:
     parsed = parse(render(kind, world, world.pending).data)
     for name in ("Precedence", "Auto-Submitted", "List-Unsubscribe", "List-Id"):
         assert name not in parsed, name
@@ -245,9 +245,7 @@ def test_long_list_unsubscribe_reaches_the_wire_unfolded(app: Flask, world: Worl
     app.config["MAILER_BASE_URL"] = base
     app.config["MAILER_UNSUBSCRIBE_MAILTO"] = "unsubscribe@example.org"
     message = render(DeliveryKind.DIGEST, world)
-    line = next(
-        raw for raw in message.data.split(b"\r\n") if raw.startswith(b"List-Unsubscribe:")
-    )
+    line = next(raw for raw in message.data.split(b"\r\n") if raw.startswith(b"List-Unsubscribe:"))
     match = re.fullmatch(
         rb"List-Unsubscribe: <(https://[!-~]+)>, <mailto:unsubscribe@example\.org\?subject="
         rb"unsubscribe>",
@@ -359,9 +357,7 @@ def test_early_access_alert(app: Flask, world: World) -> None:
         render_delivery(row, world.plain, RenderCache(), NOW)
 
 
-def test_welcome_lists_early_films_only_for_those_who_want_them(
-    app: Flask, world: World
-) -> None:
+def test_welcome_lists_early_films_only_for_those_who_want_them(app: Flask, world: World) -> None:
     fan_text, _ = parts(parse(render(DeliveryKind.WELCOME, world).data))
     assert "The Early Film" in fan_text and "http://localhost/early/" in fan_text
     assert "The Coming Film" not in fan_text
@@ -375,7 +371,7 @@ def test_test_send_uses_example_links_that_work_for_nobody(app: Flask, world: Wo
     parsed = parse(message.data)
     assert parsed["Subject"] == "[TEST] Three films this week"
     assert message.recipients == ("editor@example.org",)
-    text, html = parts(parsed)
+    text, _html = parts(parsed)
     tokens = re.findall(r"http://localhost/(unsubscribe|preferences|early)/(\S+)", text)
     assert {purpose for purpose, _ in tokens} == {"unsubscribe", "preferences", "early"}
     for purpose, token in tokens:

@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 from .base import Message, TemporaryFailure
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 
 class FileBackend:

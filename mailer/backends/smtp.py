@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
 import socket
 import ssl
@@ -248,7 +249,5 @@ class SMTPBackend:
 def _close_quietly(conn: smtplib.SMTP | None) -> None:
     """Close a connection without caring whether it is still alive."""
     if conn is not None:
-        try:
+        with contextlib.suppress(OSError):
             conn.close()
-        except OSError:
-            pass
