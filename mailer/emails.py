@@ -12,6 +12,7 @@ parts (To, Message-ID, Date, links) substituted, instead of a new EmailMessage p
 
 from __future__ import annotations
 
+import functools
 import html as html_lib
 import re
 import secrets
@@ -231,15 +232,20 @@ def render_markdown(text: str) -> Markup:
 
     The text is never evaluated as a template; raw HTML in it is sanitised like the rest.
     """
-    raw = markdown_lib.markdown(text or "", output_format="html")
-    cleaned = nh3.clean(
+    return Markup(_clean_markdown(text or ""))
+
+
+@functools.lru_cache(maxsize=512)
+def _clean_markdown(text: str) -> str:
+    """Markdown to sanitised HTML, remembered: the same notes recur in every message of a batch."""
+    raw = markdown_lib.markdown(text, output_format="html")
+    return nh3.clean(
         raw,
         tags=_MARKDOWN_TAGS,
         attributes={"a": {"href", "title"}},
         url_schemes={"http", "https", "mailto"},
         link_rel="noopener noreferrer",
     )
-    return Markup(cleaned)
 
 
 _LINK = re.compile(r'<a\s[^>]*?href="([^"]*)"[^>]*>(.*?)</a>', re.S)
@@ -364,7 +370,13 @@ def address_of(value: str) -> Address:
 
 def from_address() -> tuple[str, str]:
     """(header value, bare address) of MAILER_FROM, checked."""
-    configured = check_header(current_app.config["MAILER_FROM"], "MAILER_FROM")
+    return _parse_from(current_app.config["MAILER_FROM"])
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_from(configured: str) -> tuple[str, str]:
+    """Parse a From setting once (the header parser is slow, and this runs per message)."""
+    check_header(configured, "MAILER_FROM")
     name, addr = parseaddr(configured)
     if not addr or "@" not in addr:
         raise UnsafeHeader(f"MAILER_FROM is not an address: {configured!r}")
@@ -374,7 +386,13 @@ def from_address() -> tuple[str, str]:
 def envelope_sender() -> str:
     """The bounce address: MAILER_ENVELOPE_FROM, else the From address."""
     configured = current_app.config.get("MAILER_ENVELOPE_FROM") or ""
-    return address_of(configured).addr_spec if configured else from_address()[1]
+    return _bare_address(configured) if configured else from_address()[1]
+
+
+@functools.lru_cache(maxsize=16)
+def _bare_address(configured: str) -> str:
+    """A configured address, checked once."""
+    return address_of(configured).addr_spec
 
 
 def list_id() -> str:
@@ -857,6 +875,11 @@ def _personalised(
     for film_id in film_ids:
         if f"early{film_id}" in slots:
             values[f"early{film_id}"] = links.early(film_id)
+    personal_links = [v for k, v in values.items() if k not in ("to", "mid", "date")]
+    if any(char in url for url in personal_links for char in "&<>\"'"):
+        # Would need escaping in the HTML part: let the slow path do it properly.
+        email = build_email(content(links), to, message_id, date)
+        return _finish(email.as_bytes(), to, message_id)
     data = b"".join(
         chunk if isinstance(chunk, bytes) else values[chunk].encode("ascii")
         for chunk in prerendered.chunks
