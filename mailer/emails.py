@@ -143,6 +143,9 @@ class RenderCache:
     prerendered: dict[tuple[str, int, str], _Prerendered] = field(default_factory=dict)
     dkim_key: bytes | None = None
     slot_nonce: str = field(default_factory=lambda: secrets.token_hex(6))
+    # How many bulk messages were assembled from pre-rendered bytes, and how many the slow way.
+    fast_renders: int = 0
+    slow_renders: int = 0
 
 
 class Links(Protocol):
@@ -861,6 +864,7 @@ def _personalised(
     links = PersonalLinks(reader)
     values = {"to": to, "mid": message_id, "date": date}
     if not _SIMPLE_ADDRESS.match(to) or not message_id.isascii():
+        cache.slow_renders += 1
         email = build_email(content(links), to, message_id, date)
         return _finish(email.as_bytes(), to, message_id)
     prerendered = cache.prerendered.get(key)
@@ -878,8 +882,10 @@ def _personalised(
     personal_links = [v for k, v in values.items() if k not in ("to", "mid", "date")]
     if any(char in url for url in personal_links for char in "&<>\"'"):
         # Would need escaping in the HTML part: let the slow path do it properly.
+        cache.slow_renders += 1
         email = build_email(content(links), to, message_id, date)
         return _finish(email.as_bytes(), to, message_id)
+    cache.fast_renders += 1
     data = b"".join(
         chunk if isinstance(chunk, bytes) else values[chunk].encode("ascii")
         for chunk in prerendered.chunks

@@ -329,6 +329,8 @@ def _compare_fast_and_slow(world: World) -> None:
             fast.message_id,
             format_datetime(NOW),
         ).as_bytes()
+        # Really assembled from pre-rendered bytes, not the slow way.
+        assert cache.fast_renders == (1 if early else 2) and cache.slow_renders == 0
         boundary = re.compile(rb"={15}\d+==")
         assert boundary.sub(b"B", fast.data) == boundary.sub(b"B", slow)
         parsed = parse(fast.data)
@@ -340,7 +342,9 @@ def test_odd_addresses_take_the_slow_path(app: Flask, world: World) -> None:
     reader = Subscriber(email="jörg@example.org", status="confirmed", nonce="n-jorg")
     db.session.add(reader)
     db.session.flush()
-    message = render(DeliveryKind.DIGEST, world, reader)
+    cache = RenderCache()
+    message = render_delivery(delivery_for(DeliveryKind.DIGEST, world, reader), reader, cache, NOW)
+    assert (cache.fast_renders, cache.slow_renders) == (0, 1)
     assert message.recipients == ("jörg@example.org",)
     assert parse(message.data)["To"] == "jörg@example.org"
 
