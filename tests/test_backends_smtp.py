@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -119,6 +120,20 @@ def test_reconnects_after_idle_drop(server: ScriptedSMTPServer) -> None:
     got = server.wait_for(2)
     assert [r.rcpt_tos for r in got] == [["first@example.org"], ["second@example.org"]]
     assert got[0].peer != got[1].peer
+
+
+def test_reconnects_after_the_server_timed_the_session_out() -> None:
+    srv = ScriptedSMTPServer(timeout=0.2).start()
+    try:
+        with backend_from_url(srv.url) as backend:
+            backend.send(message("first@example.org"))
+            time.sleep(1.5)  # well past the server's idle time-out
+            backend.send(message("second@example.org"))
+        got = srv.wait_for(2)
+        assert [r.rcpt_tos for r in got] == [["first@example.org"], ["second@example.org"]]
+        assert got[0].peer != got[1].peer  # the second went over a new connection
+    finally:
+        srv.stop()
 
 
 def test_time_out_is_temporary(server: ScriptedSMTPServer) -> None:

@@ -209,8 +209,11 @@ class SMTPBackend:
         try:
             options = self._mail_options(self._conn, sender, message)
             code, reply = self._conn.mail(sender, options)
+            if code == 421:
+                # The server said goodbye while we were idle (its time-out).
+                raise smtplib.SMTPServerDisconnected(_text(reply))
         except smtplib.SMTPServerDisconnected:
-            # Dropped while idle (server time-out): nothing was sent yet, so retrying is safe.
+            # Dropped while idle: nothing of this message was sent yet, so retrying is safe.
             self._drop()
             self._conn = self._connect()
             options = self._mail_options(self._conn, sender, message)
