@@ -738,9 +738,14 @@ def render_digest(
     """A digest for one subscriber, assembled from the batch's pre-rendered bytes."""
     reader = _need(subscriber, delivery)
     digest = _digest_of(delivery, cache)
-    has_early = any(in_early_access(item.film, now) for item in digest.films)
-    early = has_early and may_see_early(reader)
-    key = ("digest", digest.id, "early" if early else "plain")
+    # Each film's state now (public, early, soon) is part of the key, so a cache that outlives
+    # a release or an early-access start never serves yesterday's links.
+    states = "".join(
+        "p" if is_public(item.film, now) else "e" if in_early_access(item.film, now) else "s"
+        for item in digest.films
+    )
+    early = "e" in states and may_see_early(reader)
+    key = ("digest", digest.id, f"{'early' if early else 'plain'}:{states}")
 
     def content(links: Links) -> Content:
         return digest_content(digest, now, links, early)
