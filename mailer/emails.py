@@ -748,6 +748,7 @@ def render_digest(
     key = ("digest", digest.id, f"{'early' if early else 'plain'}:{states}")
 
     def content(links: Links) -> Content:
+        """This digest's words for this variant."""
         return digest_content(digest, now, links, early)
 
     early_ids = [item.film_id for item in digest.films] if early else []
@@ -767,6 +768,7 @@ def render_early_access(
     key = ("early_access", film.id, "public" if is_public(film, now) else "early")
 
     def content(links: Links) -> Content:
+        """This film's alert."""
         return early_access_content(film, now, links)
 
     return _personalised(delivery, reader, cache, now, key, content, [film.id])

@@ -23,6 +23,7 @@ class FileBackend:
 
     @classmethod
     def from_url(cls, url: str) -> FileBackend:
+        """Build from ``file:///folder``."""
         parts = urlsplit(url)
         path = unquote(parts.netloc + parts.path)
         if not path:
