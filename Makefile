@@ -15,8 +15,16 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	./scripts/dev-server.sh
 
-test: $(STAMP)
+# axe-core for the browser tests (tests/browser/package.json); without npm those tests say so.
+AXE := tests/browser/node_modules/axe-core/axe.min.js
+$(AXE): tests/browser/package-lock.json
+	-npm ci --prefix tests/browser --no-audit --no-fund
+
+test: $(STAMP) $(AXE)
 	./scripts/test.sh
+
+screenshots: $(STAMP)
+	$(BIN)/python scripts/screenshots.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

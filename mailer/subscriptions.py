@@ -1,7 +1,501 @@
-"""Placeholder module, wired into create_app."""
+"""Public blueprint: subscribe, confirm, unsubscribe (RFC 8058 one-click), preferences, privacy."""
 
-from flask import Flask
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from typing import Any
+
+import click
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask.cli import with_appcontext
+from flask_wtf import FlaskForm
+from werkzeug.exceptions import TooManyRequests
+from werkzeug.wrappers import Response as BaseResponse
+from wtforms import BooleanField, SelectMultipleField, StringField
+from wtforms.validators import DataRequired, ValidationError
+
+from .extensions import csrf, db, limiter
+from .models import Subscriber, utcnow
+from .subscribers import (
+    CONSENT_TEXT,
+    AddressUnavailable,
+    AddressUnchanged,
+    ConsentContext,
+    InvalidAddress,
+    InvalidTopics,
+    NotPending,
+    Topic,
+    confirm,
+    confirm_address_change,
+    erase,
+    export_data,
+    normalise_email,
+    parse_topics,
+    purge_unconfirmed,
+    request_address_change,
+    resend_for_link,
+    subscribe,
+    topics_of,
+    unsubscribe,
+    unsubscribe_target,
+    update_preferences,
+)
+from .tokens import ExpiredToken, InvalidToken, Purpose, make_token, subscriber_for
+
+bp = Blueprint("subscriptions", __name__)
+
+TOPIC_LABELS = {
+    Topic.DIGEST.value: "The newsletter digest",
+    Topic.EARLY_ACCESS.value: "Early-access alerts for new films",
+}
+# Defaults; MAILER_SUBSCRIBE_LIMIT_PER_IP / _PER_ADDRESS in the app config override them.
+LIMIT_PER_IP = "10 per minute;50 per hour"
+LIMIT_PER_ADDRESS = "5 per hour;20 per day"
+LIMIT_RESEND_PER_IP = "10 per hour"
+
+
+def _check_topics(field: SelectMultipleField) -> None:
+    """The field's topics must be known, and at least one."""
+    try:
+        parse_topics(field.data or [])
+    except InvalidTopics as exc:
+        raise ValidationError(str(exc)) from None
+
+
+class SubscribeForm(FlaskForm):
+    """The subscribe form: an address, the topics, and a honeypot for bots."""
+
+    email = StringField("Email address")
+    topics = SelectMultipleField("Topics", validate_choice=False)
+    # Hidden from people; bots that fill every field give themselves away.
+    website = StringField("Leave this empty")
+
+    def validate_email(self, field: StringField) -> None:
+        """The address must pass the real validator."""
+        try:
+            normalise_email(field.data or "")
+        except InvalidAddress as exc:
+            raise ValidationError(str(exc)) from None
+
+    def validate_topics(self, field: SelectMultipleField) -> None:
+        """At least one known topic."""
+        _check_topics(field)
+
+
+class TopicsForm(FlaskForm):
+    """The topics on the preferences page."""
+
+    topics = SelectMultipleField("Topics", validate_choice=False)
+
+    def validate_topics(self, field: SelectMultipleField) -> None:
+        """At least one known topic; leaving everything is what unsubscribing is for."""
+        _check_topics(field)
+
+
+class AddressForm(FlaskForm):
+    """A new address for an address change."""
+
+    new_email = StringField("New e-mail address")
+
+    def validate_new_email(self, field: StringField) -> None:
+        """The new address must pass the real validator."""
+        try:
+            normalise_email(field.data or "")
+        except InvalidAddress as exc:
+            raise ValidationError(str(exc)) from None
+
+
+class EraseForm(FlaskForm):
+    """Erasure needs an explicit tick."""
+
+    confirm = BooleanField(
+        "I understand this deletes my subscription and data for good",
+        validators=[DataRequired("Tick the box to confirm.")],
+    )
+
+
+class ButtonForm(FlaskForm):
+    """A form that is only a button (and its CSRF token)."""
+
+
+def consent_from_request(form: str, consent_text: str = "") -> ConsentContext:
+    """Who is acting, from where: the consent record of this request."""
+    return ConsentContext(
+        ip=request.remote_addr or "",
+        user_agent=request.user_agent.string,
+        form=form,
+        page_url=request.referrer or request.url,
+        consent_text=consent_text,
+    )
+
+
+def _address_key() -> str:
+    """Rate-limit key for the address typed into the form (hashed: keys may be logged)."""
+    typed = request.form.get("email", "").strip().lower()
+    return "address:" + hashlib.sha256(typed.encode()).hexdigest()
+
+
+def _limit(name: str, default: str) -> Any:
+    """A rate limit read from the app config at request time, so tests can tune it."""
+    return lambda: str(current_app.config.get(name, default))
+
+
+def invalid_link() -> tuple[str, int]:
+    """The plain page for a tampered, wrong-purpose or dead link."""
+    page = render_template(
+        "subscriptions/message.html",
+        title="This link is not valid",
+        message="This link is not valid. Please use the most recent e-mail we sent you.",
+    )
+    return page, 400
+
+
+def _render_subscribe(form: SubscribeForm, status: int = 200) -> tuple[str, int]:
+    return render_template("subscriptions/subscribe.html", form=form), status
+
+
+@bp.get("/subscribe")
+def subscribe_page() -> tuple[str, int]:
+    """The subscribe form on a page of its own, for other pages to link to."""
+    return _render_subscribe(SubscribeForm(formdata=None, topics=list(TOPIC_LABELS)))
+
+
+@bp.post("/subscribe")
+@limiter.limit(_limit("MAILER_SUBSCRIBE_LIMIT_PER_IP", LIMIT_PER_IP))
+@limiter.limit(
+    _limit("MAILER_SUBSCRIBE_LIMIT_PER_ADDRESS", LIMIT_PER_ADDRESS),
+    key_func=_address_key,
+    scope="subscribe-address",
+)
+def subscribe_post() -> BaseResponse | tuple[str, int]:
+    """Start double opt-in; every address, whatever its state, gets the same answer."""
+    form = SubscribeForm()
+    if not form.validate():
+        return _render_subscribe(form, 400)
+    if not form.website.data:
+        subscribe(
+            form.email.data or "",
+            form.topics.data or [],
+            consent_from_request("web", CONSENT_TEXT),
+            utcnow(),
+        )
+        db.session.commit()
+    return redirect(url_for("subscriptions.check_inbox"), 303)
+
+
+@bp.get("/subscribe/check-your-inbox")
+def check_inbox() -> str:
+    """The same page for every address: new, pending, confirmed, unsubscribed or suppressed."""
+    return render_template("subscriptions/check_inbox.html")
+
+
+@bp.get("/confirm/<token>")
+def confirm_page(token: str) -> tuple[str, int] | str:
+    """A page with a button: link scanners that open the link confirm nothing."""
+    try:
+        subscriber_for(Purpose.CONFIRM, token)
+    except ExpiredToken:
+        return _expired_confirm(token)
+    except InvalidToken:
+        return invalid_link()
+    return render_template(
+        "subscriptions/action.html",
+        title="Confirm your subscription",
+        message="One click and you are on the list.",
+        button="Yes, subscribe me",
+        form=ButtonForm(),
+    )
+
+
+def _expired_confirm(token: str) -> str:
+    """The expired-link page: offers a fresh link and says nothing about the address."""
+    return render_template(
+        "subscriptions/action.html",
+        title="This link has expired",
+        message="Confirmation links last a little while only. We can send you a fresh one.",
+        button="Send me a fresh link",
+        action=url_for("subscriptions.resend", token=token),
+        form=ButtonForm(),
+    )
+
+
+@bp.post("/confirm/<token>")
+def confirm_post(token: str) -> tuple[str, int] | str:
+    """Confirm; a second click shows the same success page and changes nothing."""
+    if not ButtonForm().validate():
+        return invalid_link()
+    try:
+        subscriber, _ = subscriber_for(Purpose.CONFIRM, token)
+        confirm(subscriber, consent_from_request("confirm page"), utcnow())
+    except ExpiredToken:
+        return _expired_confirm(token)
+    except (InvalidToken, NotPending):
+        return invalid_link()
+    db.session.commit()
+    return render_template(
+        "subscriptions/message.html",
+        title="You are subscribed",
+        message="Thank you for confirming. A welcome e-mail is on its way.",
+    )
+
+
+@bp.post("/confirm/<token>/resend")
+@limiter.limit(_limit("MAILER_RESEND_LIMIT_PER_IP", LIMIT_RESEND_PER_IP))
+def resend(token: str) -> tuple[str, int] | str:
+    """Send a fresh confirmation link if one is still needed; the answer never says which."""
+    if not ButtonForm().validate():
+        return invalid_link()
+    try:
+        resend_for_link(token, utcnow())
+    except InvalidToken:
+        return invalid_link()
+    db.session.commit()
+    return render_template(
+        "subscriptions/message.html",
+        title="Check your inbox",
+        message="If this address still needs confirming, a fresh link is on its way.",
+    )
+
+
+@bp.get("/unsubscribe/<token>")
+def unsubscribe_page(token: str) -> tuple[str, int] | str:
+    """A page with a button; opening the link changes nothing."""
+    try:
+        unsubscribe_target(token)
+    except InvalidToken:
+        return invalid_link()
+    return render_template(
+        "subscriptions/action.html",
+        title="Unsubscribe",
+        message="You will get no more e-mail from us, starting now.",
+        button="Unsubscribe me",
+        form=None,
+    )
+
+
+@bp.post("/unsubscribe/<token>")
+@csrf.exempt  # RFC 8058: mail providers post with no cookies and no form token
+def unsubscribe_post(token: str) -> tuple[str, int] | str:
+    """Unsubscribe at once (the button, or a one-click POST); 200, no redirect, repeatable."""
+    try:
+        subscriber = unsubscribe_target(token)
+    except InvalidToken:
+        return invalid_link()
+    if subscriber is not None:
+        one_click = request.form.get("List-Unsubscribe") == "One-Click"
+        unsubscribe(
+            subscriber,
+            utcnow(),
+            consent_from_request("one-click" if one_click else "unsubscribe page"),
+        )
+        db.session.commit()
+    return render_template("subscriptions/unsubscribed.html")
+
+
+def _preferences(
+    token: str, subscriber: Subscriber, status: int = 200, **forms: Any
+) -> tuple[str, int]:
+    """The preferences page with its four forms."""
+    forms.setdefault("topics_form", TopicsForm(formdata=None, topics=topics_of(subscriber)))
+    forms.setdefault("address_form", AddressForm(formdata=None))
+    forms.setdefault("erase_form", EraseForm(formdata=None))
+    forms.setdefault("export_form", ButtonForm(formdata=None))
+    page = render_template(
+        "subscriptions/preferences.html",
+        token=token,
+        subscriber=subscriber,
+        unsubscribe_token=make_token(Purpose.UNSUBSCRIBE, subscriber),
+        topic_labels=TOPIC_LABELS,
+        **forms,
+    )
+    return page, status
+
+
+def _preferences_link_problem(error: InvalidToken) -> tuple[str, int]:
+    if isinstance(error, ExpiredToken):
+        page = render_template(
+            "subscriptions/message.html",
+            title="This link has expired",
+            message="Every e-mail we send has a fresh link to your preferences.",
+        )
+        return page, 410
+    return invalid_link()
+
+
+@bp.get("/preferences/<token>")
+def preferences(token: str) -> tuple[str, int]:
+    """Topics, address, a copy of my data, erase me."""
+    try:
+        subscriber, _ = subscriber_for(Purpose.PREFERENCES, token)
+    except InvalidToken as error:
+        return _preferences_link_problem(error)
+    return _preferences(token, subscriber)
+
+
+@bp.post("/preferences/<token>")
+def preferences_post(token: str) -> BaseResponse | tuple[str, int]:
+    """Save the topics."""
+    try:
+        subscriber, _ = subscriber_for(Purpose.PREFERENCES, token)
+    except InvalidToken as error:
+        return _preferences_link_problem(error)
+    form = TopicsForm()
+    if not form.validate():
+        return _preferences(token, subscriber, 400, topics_form=form)
+    update_preferences(
+        subscriber, form.topics.data or [], consent_from_request("preferences"), utcnow()
+    )
+    db.session.commit()
+    flash("Your choices are saved.")
+    return redirect(url_for("subscriptions.preferences", token=token), 303)
+
+
+@bp.post("/preferences/<token>/address")
+def change_address(token: str) -> tuple[str, int]:
+    """Ask the new address to confirm; the old one stays until it does."""
+    try:
+        subscriber, _ = subscriber_for(Purpose.PREFERENCES, token)
+    except InvalidToken as error:
+        return _preferences_link_problem(error)
+    form = AddressForm()
+    if form.validate():
+        try:
+            request_address_change(
+                subscriber, form.new_email.data or "", consent_from_request("preferences"), utcnow()
+            )
+        except AddressUnchanged as exc:
+            form.new_email.errors = [str(exc)]
+        else:
+            db.session.commit()
+            page = render_template(
+                "subscriptions/message.html",
+                title="Check the new inbox",
+                message="We sent a link to the new address. Your address changes once you "
+                "open it; until then everything goes to the current one.",
+            )
+            return page, 200
+    return _preferences(token, subscriber, 400, address_form=form)
+
+
+@bp.post("/preferences/<token>/export")
+def export(token: str) -> Response | tuple[str, int]:
+    """Everything we keep about the subscriber, as a JSON download."""
+    try:
+        subscriber, _ = subscriber_for(Purpose.PREFERENCES, token)
+    except InvalidToken as error:
+        return _preferences_link_problem(error)
+    if not ButtonForm().validate():
+        return invalid_link()
+    body = json.dumps(export_data(subscriber), indent=2, ensure_ascii=False)
+    return Response(
+        body,
+        mimetype="application/json",
+        headers={
+            "Content-Disposition": 'attachment; filename="my-subscription-data.json"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@bp.post("/preferences/<token>/erase")
+def erase_me(token: str) -> tuple[str, int]:
+    """Delete the subscriber's data for good, keeping only a hash so no import re-adds them."""
+    try:
+        subscriber, _ = subscriber_for(Purpose.PREFERENCES, token)
+    except InvalidToken as error:
+        return _preferences_link_problem(error)
+    form = EraseForm()
+    if not form.validate():
+        return _preferences(token, subscriber, 400, erase_form=form)
+    erase(subscriber, utcnow())
+    db.session.commit()
+    page = render_template(
+        "subscriptions/message.html",
+        title="Your data is erased",
+        message="We deleted your subscription and everything we knew about you. We kept only "
+        "a one-way fingerprint of the address so that it is never added again by mistake.",
+    )
+    return page, 200
+
+
+@bp.get("/address/<token>")
+def address_page(token: str) -> tuple[str, int] | str:
+    """A page with a button to confirm the new address."""
+    try:
+        subscriber, _ = subscriber_for(Purpose.ADDRESS, token)
+    except InvalidToken:
+        return invalid_link()
+    if subscriber.pending_email is None:
+        return invalid_link()
+    return render_template(
+        "subscriptions/action.html",
+        title="Confirm your new address",
+        message=f"From now on, send everything to {subscriber.pending_email}.",
+        button="Yes, use this address",
+        form=ButtonForm(),
+    )
+
+
+@bp.post("/address/<token>")
+def address_post(token: str) -> tuple[str, int]:
+    """Switch to the new address and tell the old one."""
+    if not ButtonForm().validate():
+        return invalid_link()
+    try:
+        subscriber, _ = subscriber_for(Purpose.ADDRESS, token)
+        new = confirm_address_change(subscriber, consent_from_request("address change"), utcnow())
+    except InvalidToken:
+        return invalid_link()
+    except AddressUnavailable as exc:
+        db.session.commit()  # the abandoned request is cleared
+        page = render_template(
+            "subscriptions/message.html", title="Nothing was changed", message=str(exc)
+        )
+        return page, 409
+    db.session.commit()
+    page = render_template(
+        "subscriptions/message.html",
+        title="Your address is changed",
+        message=f"We will write to {new} from now on.",
+    )
+    return page, 200
+
+
+@bp.errorhandler(429)
+def too_many(error: TooManyRequests) -> Response:
+    """A friendly page for a visitor who tried too often, with when to try again."""
+    page = render_template("subscriptions/too_many.html")
+    response = Response(page, status=429, mimetype="text/html")
+    current = limiter.current_limit
+    if current is not None:
+        response.headers["Retry-After"] = str(max(1, math.ceil(current.reset_at - time.time())))
+    return response
+
+
+@click.command("purge-unconfirmed")
+@with_appcontext
+def purge_unconfirmed_command() -> None:
+    """Delete addresses never confirmed within MAILER_PURGE_UNCONFIRMED_DAYS."""
+    count = purge_unconfirmed(utcnow())
+    db.session.commit()
+    click.echo(f"Purged {count} unconfirmed address{'es' if count != 1 else ''}.")
 
 
 def init_app(app: Flask) -> None:
-    """Nothing to register yet."""
+    """Register the public subscription pages, the consent text and the purge command."""
+    app.register_blueprint(bp)
+    app.cli.add_command(purge_unconfirmed_command)
+    app.context_processor(lambda: {"subscribe_consent_text": CONSENT_TEXT})

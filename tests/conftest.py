@@ -103,3 +103,40 @@ def csrf_token_from(html: str) -> str:
     match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html)
     assert match, "page has no CSRF token"
     return match.group(1)
+
+
+# --- Admin console: an account and a signed-in client ----------------------------------------
+ADMIN_EMAIL = "editor@example.org"
+ADMIN_PASSWORD = "correct horse battery staple"
+
+
+def make_admin(app: Flask, email: str = ADMIN_EMAIL, password: str = ADMIN_PASSWORD) -> None:
+    """Create an admin account in the app's database."""
+    from mailer.admin.auth import create_admin
+    from mailer.models import utcnow
+
+    with app.app_context():
+        create_admin(email, password, utcnow())
+        db.session.commit()
+
+
+def sign_in(client: FlaskClient, email: str = ADMIN_EMAIL, password: str = ADMIN_PASSWORD):
+    """Post the admin sign-in form (with its CSRF token) and return the response."""
+    token = csrf_token_from(client.get("/admin/sign-in").get_data(as_text=True))
+    return client.post(
+        "/admin/sign-in", data={"email": email, "password": password, "csrf_token": token}
+    )
+
+
+def admin_csrf(client: FlaskClient) -> str:
+    """A CSRF token of the signed-in admin's session."""
+    return csrf_token_from(client.get("/admin/account").get_data(as_text=True))
+
+
+@pytest.fixture
+def admin_client(app: Flask, client: FlaskClient) -> FlaskClient:
+    """A client signed in as ADMIN_EMAIL."""
+    make_admin(app)
+    response = sign_in(client)
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return client

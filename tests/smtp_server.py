@@ -16,7 +16,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 # A rule maps a recipient address to a reply, or to "drop" (close the connection after the
-# final dot without answering) or "hang" (never answer, so the client times out).
+# final dot without answering), "hang" (never answer, so the client times out) or "close"
+# (accept the message, then close the connection, as a server's idle time-out would).
 Rule = Callable[[str], str | None]
 
 
@@ -27,6 +28,8 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
+    peer: Any = None
+    mail_options: list[str] = field(default_factory=list)
 
     @property
     def message(self) -> EmailMessage:
@@ -54,7 +57,7 @@ class ScriptedHandler:
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         reply = self.reply_for(address)
-        if reply is not None and reply not in ("drop", "hang"):
+        if reply is not None and reply not in ("drop", "hang", "close"):
             return reply
         envelope.rcpt_tos.append(address)
         return "250 OK"
@@ -64,15 +67,26 @@ class ScriptedHandler:
         if action == "hang":
             await asyncio.sleep(3600)
         if action == "drop":
-            assert session.transport is not None
-            session.transport.close()
+            assert server.transport is not None
+            server.transport.close()
             return "421 closing"
         content = envelope.original_content or envelope.content or b""
         assert isinstance(content, bytes)
         with self.lock:
             self.received.append(
-                Received(str(envelope.mail_from), list(envelope.rcpt_tos), content)
+                Received(
+                    str(envelope.mail_from),
+                    list(envelope.rcpt_tos),
+                    content,
+                    session.peer,
+                    list(envelope.mail_options),
+                )
             )
+        if action == "close":
+            transport = server.transport
+            assert transport is not None
+            # Runs after the reply is written; close() flushes it first.
+            asyncio.get_running_loop().call_soon(transport.close)
         return "250 Message accepted"
 
 

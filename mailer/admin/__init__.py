@@ -1,7 +1,18 @@
-"""Placeholder module, wired into create_app."""
+"""The admin console at /admin: accounts, films, digests, subscribers and suppressions."""
+
+from __future__ import annotations
 
 from flask import Flask
 
+from . import auth, digests, films, home, subscribers
+from .base import bp, format_local
+
+# Importing the view modules attaches their routes to bp.
+VIEW_MODULES = (auth, digests, films, home, subscribers)
+
 
 def init_app(app: Flask) -> None:
-    """Nothing to register yet."""
+    """Register the admin blueprint, sign-in, account commands and template helpers."""
+    auth.init_app(app)
+    app.register_blueprint(bp)
+    app.add_template_filter(format_local, "local_time")

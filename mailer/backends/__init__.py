@@ -33,6 +33,7 @@ BUILT_IN: dict[str, BackendFactory] = {
 
 
 def _smtp_factories() -> dict[str, BackendFactory]:
+    """The SMTP schemes (imported late: smtplib and ssl are not needed by the others)."""
     from .smtp import SMTPBackend
 
     return {"smtp": SMTPBackend.from_url, "smtps": SMTPBackend.from_url}

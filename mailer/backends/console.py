@@ -18,6 +18,7 @@ class ConsoleBackend:
 
     @classmethod
     def from_url(cls, url: str) -> ConsoleBackend:
+        """Build from ``console://``."""
         return cls()
 
     def __enter__(self) -> Self:

@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 from .base import Message, TemporaryFailure
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 
 class FileBackend:
@@ -23,6 +23,7 @@ class FileBackend:
 
     @classmethod
     def from_url(cls, url: str) -> FileBackend:
+        """Build from ``file:///folder``."""
         parts = urlsplit(url)
         path = unquote(parts.netloc + parts.path)
         if not path:

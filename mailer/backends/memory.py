@@ -16,6 +16,7 @@ class MemoryBackend:
 
     @classmethod
     def from_url(cls, url: str) -> MemoryBackend:
+        """Build from ``memory://``."""
         return cls()
 
     def __enter__(self) -> Self:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
 import socket
 import ssl
@@ -11,22 +12,49 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from .base import Message, PermanentFailure, SenderMisconfigured, TemporaryFailure
 
+Failure = TemporaryFailure | PermanentFailure | SenderMisconfigured
+_TRUE = ("1", "true", "yes", "on")
 
-def classify(
-    code: int, reply: bytes | str
-) -> TemporaryFailure | PermanentFailure | SenderMisconfigured:
-    """Turn an SMTP reply into the failure class that says who must act."""
-    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
-    enhanced = text.split(" ", 1)[0] if text[:2] in ("4.", "5.") else None
-    if code == 530 or code == 535 or (enhanced and enhanced.startswith("5.7.")):
-        return SenderMisconfigured(text, smtp_code=code, enhanced_status=enhanced)
+
+def _text(reply: bytes | str) -> str:
+    """A server reply as text."""
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+
+
+def classify(code: int, reply: bytes | str) -> Failure:
+    """Turn an SMTP reply into the failure class that says who must act.
+
+    4xx is temporary; 5.7.x (authentication, DMARC, policy) and 530/535 say *we* are
+    misconfigured; any other 5xx (5.1.x bad mailbox, 5.2.1 disabled, ...) is permanent for the
+    recipient.
+    """
+    text = _text(reply)
+    first = text.split(" ", 1)[0]
+    enhanced = first if first[:2] in ("4.", "5.") and first.count(".") == 2 else None
     if 400 <= code < 500:
         return TemporaryFailure(text, smtp_code=code, enhanced_status=enhanced)
-    return PermanentFailure(text, smtp_code=code, enhanced_status=enhanced)
+    if code in (530, 535) or (enhanced is not None and enhanced.startswith("5.7.")):
+        return SenderMisconfigured(text, smtp_code=code, enhanced_status=enhanced)
+    if 500 <= code < 600:
+        return PermanentFailure(text, smtp_code=code, enhanced_status=enhanced)
+    return TemporaryFailure(text, smtp_code=code, enhanced_status=enhanced)
+
+
+def _about_sender(failure: Failure) -> Failure:
+    """A permanent refusal of our MAIL FROM is our misconfiguration, not the recipient's."""
+    if isinstance(failure, PermanentFailure):
+        return SenderMisconfigured(
+            failure.reason, smtp_code=failure.smtp_code, enhanced_status=failure.enhanced_status
+        )
+    return failure
 
 
 class SMTPBackend:
-    """One SMTP connection per session; reconnects once if the server dropped it."""
+    """One SMTP connection per session; reconnects if the server dropped it while idle.
+
+    URL: ``smtp://user:pass@host:port?starttls=true&timeout=30&verify=true&cafile=/ca.pem
+    &envelope_from=bounces@example.org``; ``smtps://`` speaks TLS from the first byte.
+    """
 
     def __init__(
         self,
@@ -39,6 +67,7 @@ class SMTPBackend:
         password: str | None = None,
         timeout: float = 30.0,
         verify: bool = True,
+        cafile: str | None = None,
         envelope_from: str | None = None,
     ) -> None:
         self.host = host
@@ -49,36 +78,45 @@ class SMTPBackend:
         self.password = password
         self.timeout = timeout
         self.verify = verify
+        self.cafile = cafile
         self.envelope_from = envelope_from
         self._conn: smtplib.SMTP | None = None
 
     @classmethod
     def from_url(cls, url: str) -> SMTPBackend:
+        """Build from ``smtp://`` or ``smtps://`` with the options in the query."""
         parts = urlsplit(url)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        implicit = parts.scheme == "smtps"
+        implicit = parts.scheme.lower() == "smtps"
+        try:
+            timeout = float(query.get("timeout", "30"))
+        except ValueError:
+            raise ValueError("MAILER_MAIL_URL: timeout must be a number of seconds") from None
         return cls(
             parts.hostname or "localhost",
             parts.port or (465 if implicit else 25),
             implicit_tls=implicit,
-            starttls=query.get("starttls", "false").lower() in ("1", "true", "yes"),
+            starttls=query.get("starttls", "false").lower() in _TRUE,
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
-            timeout=float(query.get("timeout", "30")),
-            verify=query.get("verify", "true").lower() not in ("0", "false", "no"),
+            timeout=timeout,
+            verify=query.get("verify", "true").lower() in _TRUE,
+            cafile=query.get("cafile") or None,
             envelope_from=query.get("envelope_from") or None,
         )
 
     def _tls_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context()
+        """Verify the server's certificate unless told not to; trust ``cafile`` if given."""
+        context = ssl.create_default_context(cafile=self.cafile)
         if not self.verify:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
         return context
 
     def _connect(self) -> smtplib.SMTP:
+        """Open, secure and authenticate a connection, or raise the failure that says why not."""
+        conn: smtplib.SMTP | None = None
         try:
-            conn: smtplib.SMTP
             if self.implicit_tls:
                 conn = smtplib.SMTP_SSL(
                     self.host, self.port, timeout=self.timeout, context=self._tls_context()
@@ -86,21 +124,35 @@ class SMTPBackend:
             else:
                 conn = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
             if conn.sock is not None:
-                # Messages over 16 KiB otherwise stall on delayed ACKs.
+                # Messages over 16 KiB otherwise stall on delayed ACKs (see PERFORMANCE.md).
                 conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn.ehlo()
             if self.starttls:
+                if not conn.has_extn("starttls"):
+                    raise SenderMisconfigured(f"{self.host}:{self.port} does not offer STARTTLS")
                 conn.starttls(context=self._tls_context())
                 conn.ehlo()
             if self.username:
                 conn.login(self.username, self.password or "")
+        except SenderMisconfigured:
+            _close_quietly(conn)
+            raise
         except smtplib.SMTPAuthenticationError as exc:
+            _close_quietly(conn)
             raise SenderMisconfigured(
-                f"authentication refused: {exc.smtp_error!r}", smtp_code=exc.smtp_code
+                f"authentication refused: {_text(exc.smtp_error)}", smtp_code=exc.smtp_code
             ) from exc
+        except smtplib.SMTPNotSupportedError as exc:
+            _close_quietly(conn)
+            raise SenderMisconfigured(f"{self.host}:{self.port}: {exc}") from exc
+        except ssl.SSLCertVerificationError as exc:
+            _close_quietly(conn)
+            raise SenderMisconfigured(f"TLS certificate of {self.host} not trusted: {exc}") from exc
         except smtplib.SMTPResponseException as exc:
+            _close_quietly(conn)
             raise classify(exc.smtp_code, exc.smtp_error) from exc
         except (OSError, smtplib.SMTPException) as exc:
+            _close_quietly(conn)
             raise TemporaryFailure(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
         return conn
 
@@ -122,40 +174,83 @@ class SMTPBackend:
             self._conn = None
 
     def send(self, message: Message) -> None:
-        """Send over the session's connection, reconnecting once if it was dropped while idle."""
+        """Send over the session's connection; a failure leaves the session usable."""
         if self._conn is None:
             self._conn = self._connect()
         try:
-            self._send(self._conn, message)
-        except smtplib.SMTPServerDisconnected:
-            self._conn = self._connect()
-            try:
-                self._send(self._conn, message)
-            except smtplib.SMTPServerDisconnected as exc:
-                self._conn = None
-                raise TemporaryFailure(f"connection dropped: {exc}") from exc
+            self._transaction(message)
+        except (TemporaryFailure, PermanentFailure, SenderMisconfigured):
+            raise
+        except (OSError, smtplib.SMTPException) as exc:
+            self._drop()
+            raise TemporaryFailure(f"connection failed: {exc}") from exc
 
-    def _send(self, conn: smtplib.SMTP, message: Message) -> None:
+    def _drop(self) -> None:
+        """Forget a connection that can no longer be trusted."""
+        _close_quietly(self._conn)
+        self._conn = None
+
+    def _mail_options(self, conn: smtplib.SMTP, sender: str, message: Message) -> list[str]:
+        """SMTPUTF8 where an address needs it, 8BITMIME where the body needs it."""
         options: list[str] = []
-        if conn.has_extn("smtputf8") and not message.data.isascii():
+        addresses_ascii = sender.isascii() and all(r.isascii() for r in message.recipients)
+        if not addresses_ascii:
+            if not conn.has_extn("smtputf8"):
+                raise PermanentFailure("the server does not offer SMTPUTF8 for this address")
             options.append("SMTPUTF8")
+        if not message.data.isascii() and conn.has_extn("8bitmime"):
+            options.append("BODY=8BITMIME")
+        return options
+
+    def _transaction(self, message: Message) -> None:
+        """MAIL, RCPT, DATA; reconnect once if the connection died while idle."""
+        assert self._conn is not None
         sender = self.envelope_from or message.sender
         try:
-            refused = conn.sendmail(sender, list(message.recipients), message.data, options)
+            options = self._mail_options(self._conn, sender, message)
+            code, reply = self._conn.mail(sender, options)
+            if code == 421:
+                # The server said goodbye while we were idle (its time-out).
+                raise smtplib.SMTPServerDisconnected(_text(reply))
         except smtplib.SMTPServerDisconnected:
-            raise
-        except smtplib.SMTPRecipientsRefused as exc:
-            code, reply = next(iter(exc.recipients.values()))
-            raise classify(code, reply) from exc
-        except smtplib.SMTPSenderRefused as exc:
-            raise SenderMisconfigured(
-                f"sender refused: {exc.smtp_error!r}", smtp_code=exc.smtp_code
-            ) from exc
-        except smtplib.SMTPResponseException as exc:
+            # Dropped while idle: nothing of this message was sent yet, so retrying is safe.
+            self._drop()
+            self._conn = self._connect()
+            options = self._mail_options(self._conn, sender, message)
+            code, reply = self._conn.mail(sender, options)
+        conn = self._conn
+        if code != 250:
+            self._reset(conn)
+            raise _about_sender(classify(code, reply))
+        for recipient in message.recipients:
+            code, reply = conn.rcpt(recipient)
+            if code not in (250, 251):
+                self._reset(conn)
+                raise classify(code, reply)
+        try:
+            code, reply = conn.data(message.data)
+        except smtplib.SMTPServerDisconnected as exc:
+            # After the final dot we cannot know whether it was accepted: retry later, same
+            # Message-ID, so a duplicate is recognisable.
+            self._drop()
+            raise TemporaryFailure(f"connection dropped during DATA: {exc}") from exc
+        except smtplib.SMTPDataError as exc:
+            self._reset(conn)
             raise classify(exc.smtp_code, exc.smtp_error) from exc
-        except (TimeoutError, OSError, smtplib.SMTPException) as exc:
-            self._conn = None
-            raise TemporaryFailure(f"connection failed: {exc}") from exc
-        if refused:
-            code, reply = next(iter(refused.values()))
+        if code != 250:
+            self._reset(conn)
             raise classify(code, reply)
+
+    def _reset(self, conn: smtplib.SMTP) -> None:
+        """End a refused transaction so the connection can carry the next message."""
+        try:
+            conn.rset()
+        except (OSError, smtplib.SMTPException):
+            self._drop()
+
+
+def _close_quietly(conn: smtplib.SMTP | None) -> None:
+    """Close a connection without caring whether it is still alive."""
+    if conn is not None:
+        with contextlib.suppress(OSError):
+            conn.close()

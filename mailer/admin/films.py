@@ -1,0 +1,161 @@
+"""Admin film catalogue: list, create, edit and delete films."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from sqlalchemy import delete, select
+from werkzeug.wrappers import Response
+
+from ..extensions import db
+from ..films import FILM_FIELDS, FilmInvalid, validate_film
+from ..models import Digest, DigestFilm, DigestStatus, Film
+from .base import admin_zone, bp, local_input_to_utc, utc_to_local_input
+
+# A film in one of these digests has been (or is being) mailed and must stay in the catalogue.
+LOCKED_STATUSES = (
+    DigestStatus.SCHEDULED,
+    DigestStatus.SENDING,
+    DigestStatus.PAUSED,
+    DigestStatus.SENT,
+)
+
+
+class FilmInUse(Exception):
+    """The film is featured in digests that are scheduled, sending or sent."""
+
+    def __init__(self, digests: list[Digest]) -> None:
+        """Keep the digests that hold the film."""
+        super().__init__(", ".join(d.subject for d in digests))
+        self.digests = digests
+
+
+def save_film(film: Film | None, raw: dict[str, Any]) -> Film:
+    """Create (film None) or update a film from form fields; raise FilmInvalid on bad input."""
+    data = validate_film(raw)
+    clash = db.session.scalar(
+        select(Film.id).where(Film.slug == data.get("slug"), Film.id != (film.id if film else -1))
+    )
+    if clash is not None:
+        raise FilmInvalid({"slug": "is already used by another film"})
+    if film is None:
+        film = Film(**data)
+        db.session.add(film)
+    else:
+        for name, value in data.items():
+            setattr(film, name, value)
+    db.session.flush()
+    return film
+
+
+def delete_film(film: Film) -> None:
+    """Remove a film and its place in draft or cancelled digests; refuse if it was mailed."""
+    locked = list(
+        db.session.scalars(
+            select(Digest)
+            .join(DigestFilm, DigestFilm.digest_id == Digest.id)
+            .where(DigestFilm.film_id == film.id, Digest.status.in_(LOCKED_STATUSES))
+            .order_by(Digest.id)
+        )
+    )
+    if locked:
+        raise FilmInUse(locked)
+    db.session.execute(delete(DigestFilm).where(DigestFilm.film_id == film.id))
+    db.session.delete(film)
+    db.session.flush()
+
+
+def _form_fields() -> dict[str, Any]:
+    """The film fields of the posted form, with early access read in the admin's time zone."""
+    raw: dict[str, Any] = {name: request.form.get(name, "") for name in FILM_FIELDS}
+    raw["early_access_at"] = local_input_to_utc(raw["early_access_at"], admin_zone())
+    return raw
+
+
+def _form_values(film: Film | None) -> dict[str, str]:
+    """What the form shows: the posted values after an error, else the stored film."""
+    if request.method == "POST":
+        return {name: request.form.get(name, "") for name in FILM_FIELDS}
+    if film is None:
+        return dict.fromkeys(FILM_FIELDS, "")
+    values = {
+        name: "" if getattr(film, name) is None else str(getattr(film, name))
+        for name in FILM_FIELDS
+    }
+    values["early_access_at"] = utc_to_local_input(film.early_access_at, admin_zone())
+    return values
+
+
+def _film_or_404(film_id: int) -> Film:
+    """The film with this id, or a 404."""
+    film = db.session.get(Film, film_id)
+    if film is None:
+        abort(404)
+    return film
+
+
+@bp.get("/films")
+def films() -> str:
+    """Every film, newest release first."""
+    rows = db.session.scalars(
+        select(Film).order_by(Film.release_date.desc().nulls_last(), Film.title)
+    )
+    return render_template("admin/films.html", films=list(rows))
+
+
+@bp.route("/films/new", methods=["GET", "POST"])
+def film_new() -> Response | str | tuple[str, int]:
+    """Add a film."""
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        try:
+            film = save_film(None, _form_fields())
+        except FilmInvalid as exc:
+            db.session.rollback()
+            errors = exc.errors
+        else:
+            db.session.commit()
+            flash(f"Film “{film.title}” added.")
+            return redirect(url_for("admin.films"))
+    page = render_template(
+        "admin/film_form.html", film=None, values=_form_values(None), errors=errors
+    )
+    return (page, 400) if errors else page
+
+
+@bp.route("/films/<int:film_id>", methods=["GET", "POST"])
+def film_edit(film_id: int) -> Response | str | tuple[str, int]:
+    """Edit a film."""
+    film = _film_or_404(film_id)
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        try:
+            save_film(film, _form_fields())
+        except FilmInvalid as exc:
+            db.session.rollback()
+            film = _film_or_404(film_id)
+            errors = exc.errors
+        else:
+            db.session.commit()
+            flash(f"Film “{film.title}” saved.")
+            return redirect(url_for("admin.films"))
+    page = render_template(
+        "admin/film_form.html", film=film, values=_form_values(film), errors=errors
+    )
+    return (page, 400) if errors else page
+
+
+@bp.post("/films/<int:film_id>/delete")
+def film_delete(film_id: int) -> Response | tuple[str, int]:
+    """Delete a film, unless it has gone out in a digest."""
+    film = _film_or_404(film_id)
+    try:
+        delete_film(film)
+    except FilmInUse as exc:
+        db.session.rollback()
+        page = render_template("admin/film_in_use.html", film=film, digests=exc.digests)
+        return page, 409
+    db.session.commit()
+    flash(f"Film “{film.title}” deleted.")
+    return redirect(url_for("admin.films"))

@@ -1,0 +1,298 @@
+"""Admin subscribers: search and keyset pages, detail, CSV export, and the suppression list."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from flask import abort, flash, redirect, render_template, request, stream_with_context, url_for
+from flask_login import current_user
+from sqlalchemy import Select, select
+from werkzeug.wrappers import Response
+
+from ..extensions import db
+from ..models import (
+    ConsentEvent,
+    Delivery,
+    Subscriber,
+    SubscriberStatus,
+    Suppression,
+    SuppressionReason,
+    utcnow,
+)
+from ..subscribers import InvalidAddress, email_hash, is_suppressed, normalise_email
+from ..subscribers import suppress as add_suppression
+from .base import bp
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 50
+EXPORT_BATCH = 1000
+TOPICS = {"digest": Subscriber.wants_digest, "early_access": Subscriber.wants_early_access}
+EXPORT_COLUMNS = (
+    "id",
+    "email",
+    "status",
+    "wants_digest",
+    "wants_early_access",
+    "source",
+    "created_at",
+    "confirmed_at",
+    "unsubscribed_at",
+)
+# A spreadsheet runs a cell starting with one of these as a formula.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+class SuppressionInvalid(ValueError):
+    """A suppression that cannot be stored; ``errors`` maps each bad field to what is wrong."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        """Keep the field errors."""
+        super().__init__("; ".join(f"{name}: {message}" for name, message in errors.items()))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class SubscriberFilter:
+    """What the subscriber list is narrowed to."""
+
+    query: str = ""
+    status: str = ""
+    topic: str = ""
+
+    @classmethod
+    def from_args(cls) -> SubscriberFilter:
+        """The filter in the request's query string (unknown values are ignored)."""
+        status = request.args.get("status", "")
+        topic = request.args.get("topic", "")
+        return cls(
+            query=request.args.get("q", "").strip()[:254],
+            status=status if status in set(SubscriberStatus) else "",
+            topic=topic if topic in TOPICS else "",
+        )
+
+    def apply(self, query: Select[Subscriber]) -> Select[Subscriber]:
+        """Add this filter's conditions to a query of subscribers."""
+        if self.query:
+            text = self.query.lower()
+            if "@" in text:
+                query = query.where(Subscriber.email == text)  # a whole address: exact match
+            else:
+                escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                query = query.where(Subscriber.email.like(f"{escaped}%", escape="\\"))
+        if self.status:
+            query = query.where(Subscriber.status == self.status)
+        if self.topic:
+            query = query.where(TOPICS[self.topic].is_(True))
+        return query
+
+    def args(self) -> dict[str, str]:
+        """The filter as query-string arguments, empty ones left out."""
+        return {
+            k: v
+            for k, v in (("q", self.query), ("status", self.status), ("topic", self.topic))
+            if v
+        }
+
+
+def subscriber_page(
+    flt: SubscriberFilter, after: int | None, size: int = PAGE_SIZE
+) -> tuple[list[Subscriber], int | None]:
+    """One page of subscribers, newest first, after the id ``after``; and the next page's key."""
+    query = flt.apply(select(Subscriber))
+    if after is not None:
+        query = query.where(Subscriber.id < after)
+    rows = list(db.session.scalars(query.order_by(Subscriber.id.desc()).limit(size + 1)))
+    next_after = rows[size - 1].id if len(rows) > size else None
+    return rows[:size], next_after
+
+
+def csv_cell(value: object) -> str:
+    """A CSV cell a spreadsheet shows as text: formula-like values get a leading quote."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def export_rows(flt: SubscriberFilter) -> Iterator[str]:
+    """The filtered subscribers as CSV text, a header then batches walked by id."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(EXPORT_COLUMNS)
+    yield buffer.getvalue()
+    after: int | None = None
+    while True:
+        query = flt.apply(select(Subscriber))
+        if after is not None:
+            query = query.where(Subscriber.id < after)
+        batch = list(db.session.scalars(query.order_by(Subscriber.id.desc()).limit(EXPORT_BATCH)))
+        if not batch:
+            return
+        buffer.seek(0)
+        buffer.truncate()
+        for subscriber in batch:
+            writer.writerow([csv_cell(getattr(subscriber, c)) for c in EXPORT_COLUMNS])
+        yield buffer.getvalue()
+        after = batch[-1].id
+        db.session.expunge_all()  # keep memory flat over a million rows
+
+
+def suppress(email: str, reason: str, note: str, now: datetime) -> Suppression:
+    """Check an admin's entry, then put the address on the suppression list."""
+    errors: dict[str, str] = {}
+    try:
+        address = normalise_email(email)
+    except InvalidAddress as exc:
+        errors["email"] = str(exc)
+        address = ""
+    if reason not in set(SuppressionReason):
+        errors["reason"] = "must be one of " + ", ".join(SuppressionReason)
+    if len(note) > 2000:
+        errors["note"] = "must be at most 2000 characters"
+    if address and is_suppressed(address):
+        errors["email"] = "is already suppressed"
+    if errors:
+        raise SuppressionInvalid(errors)
+    entry = add_suppression(address, SuppressionReason(reason), note.strip(), now)
+    db.session.flush()
+    return entry
+
+
+def unsuppress(entry: Suppression, why: str, by: str) -> None:
+    """Take an address off the suppression list, logging who did it and why."""
+    why = why.strip()
+    if not why:
+        raise SuppressionInvalid({"why": "is required: say why the address may be mailed again"})
+    log.info(
+        "suppression %s (%s) removed by %s: %s", entry.id, entry.reason, by, why.replace("\n", " ")
+    )
+    db.session.delete(entry)
+    db.session.flush()
+
+
+def _after_arg() -> int | None:
+    """The keyset cursor of the request, if it is a valid id."""
+    raw = request.args.get("after", "")
+    return int(raw) if raw.isdigit() else None
+
+
+@bp.get("/subscribers")
+def subscribers() -> str:
+    """Search and browse subscribers, newest first, one keyset page at a time."""
+    flt = SubscriberFilter.from_args()
+    rows, next_after = subscriber_page(flt, _after_arg())
+    return render_template(
+        "admin/subscribers.html",
+        subscribers=rows,
+        flt=flt,
+        next_after=next_after,
+        is_first=_after_arg() is None,
+        statuses=list(SubscriberStatus),
+        topics=list(TOPICS),
+    )
+
+
+@bp.get("/subscribers/export.csv")
+def subscribers_export() -> Response:
+    """The filtered subscribers as a streamed CSV file."""
+    flt = SubscriberFilter.from_args()
+    return Response(
+        stream_with_context(export_rows(flt)),
+        mimetype="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="subscribers.csv"'},
+    )
+
+
+@bp.get("/subscribers/<int:subscriber_id>")
+def subscriber_detail(subscriber_id: int) -> str:
+    """One subscriber: topics, consent history and deliveries."""
+    subscriber = db.session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        abort(404)
+    events = db.session.scalars(
+        select(ConsentEvent)
+        .where(ConsentEvent.subscriber_id == subscriber.id)
+        .order_by(ConsentEvent.id.desc())
+    )
+    deliveries = db.session.scalars(
+        select(Delivery)
+        .where(Delivery.subscriber_id == subscriber.id)
+        .order_by(Delivery.id.desc())
+        .limit(100)
+    )
+    suppressed = db.session.scalar(
+        select(Suppression).where(Suppression.email_hash == email_hash(subscriber.email))
+    )
+    return render_template(
+        "admin/subscriber.html",
+        subscriber=subscriber,
+        events=list(events),
+        deliveries=list(deliveries),
+        suppressed=suppressed,
+    )
+
+
+@bp.get("/suppressions")
+def suppressions() -> str:
+    """The suppression list, newest first, one keyset page at a time."""
+    return _suppressions_page({}, {}, 200)[0]
+
+
+def _suppressions_page(
+    errors: dict[str, str], values: dict[str, str], status: int
+) -> tuple[str, int]:
+    """The suppression list page, with the add form's errors and values."""
+    query = select(Suppression)
+    after = _after_arg()
+    if after is not None:
+        query = query.where(Suppression.id < after)
+    rows = list(db.session.scalars(query.order_by(Suppression.id.desc()).limit(PAGE_SIZE + 1)))
+    next_after = rows[PAGE_SIZE - 1].id if len(rows) > PAGE_SIZE else None
+    page = render_template(
+        "admin/suppressions.html",
+        entries=rows[:PAGE_SIZE],
+        next_after=next_after,
+        is_first=after is None,
+        reasons=list(SuppressionReason),
+        errors=errors,
+        values=values,
+    )
+    return page, status
+
+
+@bp.post("/suppressions")
+def suppression_add() -> Response | tuple[str, int]:
+    """Add an address to the suppression list."""
+    values = {k: request.form.get(k, "") for k in ("email", "reason", "note")}
+    try:
+        suppress(values["email"], values["reason"], values["note"], utcnow())
+    except SuppressionInvalid as exc:
+        db.session.rollback()
+        return _suppressions_page(exc.errors, values, 400)
+    db.session.commit()
+    flash("Address suppressed: it will not be mailed or re-added.")
+    return redirect(url_for("admin.suppressions"))
+
+
+@bp.post("/suppressions/<int:entry_id>/delete")
+def suppression_remove(entry_id: int) -> Response | tuple[str, int]:
+    """Take an address off the suppression list, with a reason."""
+    entry = db.session.get(Suppression, entry_id)
+    if entry is None:
+        abort(404)
+    try:
+        unsuppress(entry, request.form.get("why", ""), current_user.email)
+    except SuppressionInvalid as exc:
+        db.session.rollback()
+        return _suppressions_page({f"why-{entry_id}": exc.errors["why"]}, {}, 400)
+    db.session.commit()
+    flash("Address removed from the suppression list.")
+    return redirect(url_for("admin.suppressions"))

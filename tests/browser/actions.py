@@ -1,0 +1,57 @@
+"""What a visitor or an admin does, step by step, for the journeys' tests and the screenshots."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import Page
+
+from .checks import assert_focus_visible, tab_to
+
+# Text that runs script if it ever reaches a page unescaped; an <img> that loads also shows up
+# as a console error. Use it in films, subjects and Markdown.
+HOSTILE = (
+    "<script>alert('script')</script>"
+    '"><img src=x onerror=alert("img")>'
+    "<svg/onload=alert('svg')>"
+    "{{ config }}"
+)
+
+SUBSCRIBE_EMAIL = "#subscribe-email"
+SUBSCRIBE_BUTTON = ".subscribe-form button[type=submit]"
+
+
+def fill_subscribe_form_with_keyboard(page: Page, email: str) -> None:
+    """From the top of the landing page, Tab to the e-mail field and type, each stop visible."""
+    page.goto("/")
+    tab_to(page, SUBSCRIBE_EMAIL)
+    assert_focus_visible(page)
+    page.keyboard.type(email)
+    tab_to(page, SUBSCRIBE_BUTTON)
+    assert_focus_visible(page)
+
+
+def subscribe_with_keyboard(page: Page, email: str) -> None:
+    """Subscribe from the landing page with the keyboard alone (Tab, type, Enter)."""
+    fill_subscribe_form_with_keyboard(page, email)
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+
+
+def press_button_with_keyboard(page: Page, name: str | re.Pattern[str]) -> None:
+    """Tab to the button called ``name`` and press Enter (e.g. "Confirm" on the confirm page)."""
+    button = page.get_by_role("button", name=name)
+    button_id = button.evaluate("b => b.id || (b.id = 'kb-' + Math.random().toString(36).slice(2))")
+    tab_to(page, f"#{button_id}")
+    assert_focus_visible(page)
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+
+
+def admin_sign_in(page: Page, email: str, password: str) -> None:
+    """Sign in on /admin/ (create the account first with ``LiveStack.create_admin``)."""
+    page.goto("/admin/")
+    page.get_by_label(re.compile("e-?mail", re.I)).fill(email)
+    page.get_by_label(re.compile("password", re.I)).fill(password)
+    with page.expect_navigation():
+        page.get_by_role("button", name=re.compile("sign in|log in", re.I)).click()

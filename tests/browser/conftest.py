@@ -1,0 +1,182 @@
+"""Fixtures of the browser tests: the served stack, its mailbox, Chromium, watched pages.
+
+The stack (gunicorn + worker + SMTP catcher on a fresh SQLite database) starts once per run.
+Every page a test opens is watched: a dialog (alert, confirm, prompt), a console error (a CSP
+violation is one) or an uncaught script error fails the test after it ran.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Dialog,
+    Page,
+    Playwright,
+    sync_playwright,
+)
+from playwright.sync_api import Error as PlaywrightError
+
+from tests.smtp_server import ScriptedSMTPServer
+
+from . import chromium
+from .mailbox import Mailbox
+from .stack import LiveStack
+
+HERE = Path(__file__).resolve().parent
+PROBLEMS = pytest.StashKey["PageWatch"]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker every browser test carries."""
+    config.addinivalue_line("markers", "browser: drives Chromium against the served app")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the browser tests; leave them out of the PostgreSQL pass of `make test`.
+
+    The served stack always runs on its own fresh SQLite file (it exercises pages, not the
+    database), so the PostgreSQL pass would repeat the very same run at no gain.
+    """
+    ours = [item for item in items if HERE in Path(str(item.path)).parents]
+    for item in ours:
+        item.add_marker(pytest.mark.browser)
+    if os.environ.get("MAILER_TEST_DATABASE_URL", "").startswith("postgresql") and ours:
+        keep = [item for item in items if item not in ours]
+        config.hook.pytest_deselected(items=ours)
+        items[:] = keep
+
+
+@pytest.fixture(scope="session")
+def browser_tools() -> None:
+    """Chromium and axe-core are present: a failure under CI=true, a loud skip elsewhere."""
+    missing = chromium.missing_tools()
+    if not missing:
+        return
+    message = "browser tests need " + " and ".join(missing)
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + " (CI must install them: see .ci/run)")
+    pytest.skip("BROWSER TESTS NOT RUN: " + message)
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[ScriptedSMTPServer]:
+    """The SMTP server that catches every message the stack sends."""
+    server = ScriptedSMTPServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def served(
+    browser_tools: None, smtp_server: ScriptedSMTPServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveStack]:
+    """The app served by gunicorn on 127.0.0.1, its worker, the nine films loaded."""
+    with LiveStack(tmp_path_factory.mktemp("served"), smtp_server) as stack:
+        yield stack
+
+
+@pytest.fixture
+def mailbox(smtp_server: ScriptedSMTPServer) -> Mailbox:
+    """Mail the stack sent; ``mailbox.wait_for(address, subject)`` returns a ``Mail``."""
+    return Mailbox(smtp_server)
+
+
+@pytest.fixture(scope="session")
+def playwright_driver(browser_tools: None) -> Iterator[Playwright]:
+    """The Playwright driver for the whole run."""
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="session")
+def browser(playwright_driver: Playwright) -> Iterator[Browser]:
+    """Headless Debian Chromium."""
+    launched = chromium.launch(playwright_driver)
+    yield launched
+    launched.close()
+
+
+class PageWatch:
+    """Records dialogs, console errors and uncaught script errors of every page it watches."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+        self.allowed: list[re.Pattern[str]] = []
+
+    def allow(self, pattern: str) -> None:
+        """Accept console errors matching ``pattern`` (e.g. the 404 of a page meant to 404)."""
+        self.allowed.append(re.compile(pattern))
+
+    def watch(self, page: Page) -> None:
+        """Listen on ``page``."""
+        page.on("dialog", self._on_dialog)
+        page.on("console", self._on_console)
+        page.on("pageerror", self._on_page_error)
+
+    def _on_dialog(self, dialog: Dialog) -> None:
+        self.problems.append(f"{dialog.type} dialog: {dialog.message!r}")
+        dialog.dismiss()
+
+    def _on_console(self, message: ConsoleMessage) -> None:
+        if message.type != "error":
+            return
+        where = message.location.get("url", "")
+        text = f"{message.text} ({where})"
+        if not any(p.search(text) for p in self.allowed):
+            self.problems.append(f"console error: {text}")
+
+    def _on_page_error(self, error: PlaywrightError) -> None:
+        self.problems.append(f"script error: {error}")
+
+
+@pytest.fixture
+def page_watch(request: pytest.FixtureRequest) -> PageWatch:
+    """The watch over this test's pages; its problems fail the test when it ends."""
+    watch = PageWatch()
+    request.node.stash[PROBLEMS] = watch
+    return watch
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """Fail a test that passed but made a page show a dialog or log an error."""
+    result = yield
+    watch = item.stash.get(PROBLEMS, None)
+    if watch is not None and watch.problems:
+        pytest.fail("the page misbehaved:\n" + "\n".join(watch.problems), pytrace=False)
+    return result
+
+
+@pytest.fixture
+def new_context(
+    browser: Browser, served: LiveStack, page_watch: PageWatch
+) -> Iterator[Callable[..., BrowserContext]]:
+    """Make watched browser contexts on the served site.
+
+    ``viewport=PHONE`` for a phone; ``bypass_csp=True`` where axe-core is to be injected.
+    """
+    made: list[BrowserContext] = []
+
+    def make(viewport: dict[str, int] | None = None, bypass_csp: bool = False) -> BrowserContext:
+        context = chromium.new_context(browser, served.url, viewport, bypass_csp=bypass_csp)
+        context.on("page", page_watch.watch)
+        made.append(context)
+        return context
+
+    yield make
+    for context in made:
+        context.close()
+
+
+@pytest.fixture
+def page(new_context: Callable[..., BrowserContext]) -> Page:
+    """A watched page at desktop size under the site's CSP; ``page.goto("/")`` opens the site."""
+    return new_context().new_page()
