@@ -2,80 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, NoReturn
 
 import marshmallow as ma
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from webargs.flaskparser import abort
 
+from ..admin.films import FilmInUse, delete_film, save_film
 from ..extensions import db
-from ..films import FILM_FIELDS, FilmInvalid, validate_film
-from ..models import Digest, DigestFilm, DigestStatus, Film
+from ..films import FILM_FIELDS, FilmInvalid
+from ..models import Film
 from .base import check_id, make_blueprint
 from .pagination import InvalidCursor, Page, PageArgs, page_schema, paginate
 
 bp = make_blueprint("films", "/films", "The film catalogue.")
-
-# A film in one of these digests has been (or is being) mailed and must stay in the catalogue.
-LOCKED_STATUSES = (
-    DigestStatus.SCHEDULED,
-    DigestStatus.SENDING,
-    DigestStatus.PAUSED,
-    DigestStatus.SENT,
-)
-
-
-class FilmInUse(Exception):
-    """The film is featured in digests that are scheduled, sending or sent."""
-
-    def __init__(self, digests: list[Digest]) -> None:
-        """Keep the digests that hold the film."""
-        super().__init__(", ".join(d.subject for d in digests))
-        self.digests = digests
-
-
-def save_film(film: Film | None, raw: Mapping[str, Any]) -> Film:
-    """Create (film None) or update a film; raise FilmInvalid naming every bad field.
-
-    An update is checked as a whole (current values overlaid with `raw`), so rules that span
-    fields, like early access before release, hold after a partial change too.
-    """
-    if film is not None:
-        raw = {**{name: getattr(film, name) for name in FILM_FIELDS}, **raw}
-    data = validate_film(raw)
-    if "title" not in data:
-        raise FilmInvalid({"title": "is required"})
-    clash = db.session.scalar(
-        select(Film.id).where(Film.slug == data["slug"], Film.id != (film.id if film else -1))
-    )
-    if clash is not None:
-        raise FilmInvalid({"slug": "is already used by another film"})
-    if film is None:
-        film = Film(**data)
-        db.session.add(film)
-    else:
-        for name, value in data.items():
-            setattr(film, name, value)
-    db.session.flush()
-    return film
-
-
-def delete_film(film: Film) -> None:
-    """Remove a film and its place in draft or cancelled digests; refuse if it was mailed."""
-    locked = list(
-        db.session.scalars(
-            select(Digest)
-            .join(DigestFilm, DigestFilm.digest_id == Digest.id)
-            .where(DigestFilm.film_id == film.id, Digest.status.in_(LOCKED_STATUSES))
-            .order_by(Digest.id)
-        )
-    )
-    if locked:
-        raise FilmInUse(locked)
-    db.session.execute(delete(DigestFilm).where(DigestFilm.film_id == film.id))
-    db.session.delete(film)
-    db.session.flush()
 
 
 class FilmSchema(ma.Schema):
@@ -179,8 +119,10 @@ def get_film(film_id: int) -> Film:
 def update_film(data: dict[str, Any], film_id: int) -> Film:
     """Change some fields of a film; fields left out keep their values."""
     film = _film_or_404(film_id)
+    # Checked as a whole, so a partial change keeps the slug and rules that span fields hold.
+    merged = {**{name: getattr(film, name) for name in FILM_FIELDS}, **data}
     try:
-        save_film(film, data)
+        save_film(film, merged)
     except FilmInvalid as exc:
         _invalid(exc)
     db.session.commit()

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
-import unicodedata
 from datetime import datetime
 from typing import Any
 
 import marshmallow as ma
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from webargs.flaskparser import abort
 
-from .. import sending
+from ..admin.subscribers import unsuppress
 from ..extensions import db
-from ..models import EMAIL_MAX, Subscriber, Suppression, SuppressionReason, utcnow
-from .base import check_id, make_blueprint
+from ..models import EMAIL_MAX, Suppression, SuppressionReason, utcnow
+from ..subscribers import InvalidAddress, email_hash, normalise_email, suppress
+from .base import check_id, current_token, make_blueprint
 from .pagination import InvalidCursor, Page, PageArgs, page_schema, paginate
 
 bp = make_blueprint("suppressions", "/suppressions", "Addresses that are never mailed.")
@@ -25,57 +23,19 @@ ADDABLE_REASONS = [r.value for r in SuppressionReason if r != SuppressionReason.
 NOTE_MAX = 2000
 
 
-class InvalidAddress(ValueError):
-    """Text that is not a usable e-mail address."""
-
-
-# Private stand-ins for normalise_email()/email_hash() of the subscriber domain, to be merged.
-def _normalise_email(raw: str) -> str:
-    """An address as stored: validated, ASCII domain, the whole of it lower-case."""
-    if any(unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") for char in raw):
-        raise InvalidAddress("must not contain line breaks or control characters")
-    candidate = raw.strip(" ")
-    if not candidate or len(candidate) > EMAIL_MAX:
-        raise InvalidAddress(f"must be an e-mail address of at most {EMAIL_MAX} characters")
-    try:
-        info = validate_email(
-            candidate, check_deliverability=False, allow_smtputf8=False, strict=True
-        )
-    except EmailNotValidError as exc:
-        raise InvalidAddress(str(exc)) from None
-    address = (info.ascii_email or info.normalized).lower()
-    if len(address) > EMAIL_MAX:
-        raise InvalidAddress(f"must be an e-mail address of at most {EMAIL_MAX} characters")
-    return address
-
-
-def _email_hash(address: str) -> str:
-    """The suppression-list key of a normalised address: its SHA-256, hex."""
-    return hashlib.sha256(address.encode()).hexdigest()
-
-
 def add_suppression(
     raw_email: str, reason: SuppressionReason, note: str, now: datetime
 ) -> tuple[Suppression, bool]:
-    """Suppress an address and skip mail queued to it; returns the entry and whether it is new."""
-    address = _normalise_email(raw_email)
-    key = _email_hash(address)
-    entry = db.session.scalar(select(Suppression).where(Suppression.email_hash == key))
-    if entry is not None:
-        return entry, False
-    entry = Suppression(email_hash=key, email=address, reason=reason, note=note, created_at=now)
-    db.session.add(entry)
-    subscriber_id = db.session.scalar(select(Subscriber.id).where(Subscriber.email == address))
-    if subscriber_id is not None:
-        sending.skip_pending_for(subscriber_id, f"suppressed: {reason}")
+    """Suppress an address (raise InvalidAddress if it is none); the entry and whether it is new."""
+    address = normalise_email(raw_email)
+    existing = db.session.scalar(
+        select(Suppression).where(Suppression.email_hash == email_hash(address))
+    )
+    if existing is not None:
+        return existing, False
+    entry = suppress(address, reason, note, now)
     db.session.flush()
     return entry, True
-
-
-def remove_suppression(entry: Suppression) -> None:
-    """Take an address off the suppression list: it may be subscribed (with opt-in) again."""
-    db.session.delete(entry)
-    db.session.flush()
 
 
 class SuppressionSchema(ma.Schema):
@@ -155,5 +115,6 @@ def delete_suppression(suppression_id: int) -> None:
     entry = db.session.get(Suppression, check_id(suppression_id))
     if entry is None:
         abort(404, message=f"There is no suppression with id {suppression_id}.")
-    remove_suppression(entry)
+    token = current_token()
+    unsuppress(entry, "removed through the API", f"API token {token.id} ({token.name})")
     db.session.commit()
