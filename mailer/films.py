@@ -17,10 +17,10 @@ from urllib.parse import urlsplit
 import click
 from flask import Flask
 from flask.cli import with_appcontext
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from .extensions import db
-from .models import Film
+from .models import Digest, DigestFilm, DigestStatus, Film
 
 FILM_FIELDS = (
     "slug",
@@ -184,6 +184,59 @@ def public_films(now: datetime) -> list[Film]:
         .order_by(Film.release_date.desc().nulls_last(), Film.title)
     )
     return list(db.session.scalars(query))
+
+
+# A film in one of these digests has been (or is being) mailed and must stay in the catalogue.
+LOCKED_STATUSES = (
+    DigestStatus.SCHEDULED,
+    DigestStatus.SENDING,
+    DigestStatus.PAUSED,
+    DigestStatus.SENT,
+)
+
+
+class FilmInUse(Exception):
+    """The film is featured in digests that are scheduled, sending or sent."""
+
+    def __init__(self, digests: list[Digest]) -> None:
+        """Keep the digests that hold the film."""
+        super().__init__(", ".join(d.subject for d in digests))
+        self.digests = digests
+
+
+def save_film(film: Film | None, raw: dict[str, Any]) -> Film:
+    """Create (film None) or update a film from form fields; raise FilmInvalid on bad input."""
+    data = validate_film(raw)
+    clash = db.session.scalar(
+        select(Film.id).where(Film.slug == data.get("slug"), Film.id != (film.id if film else -1))
+    )
+    if clash is not None:
+        raise FilmInvalid({"slug": "is already used by another film"})
+    if film is None:
+        film = Film(**data)
+        db.session.add(film)
+    else:
+        for name, value in data.items():
+            setattr(film, name, value)
+    db.session.flush()
+    return film
+
+
+def delete_film(film: Film) -> None:
+    """Remove a film and its place in draft or cancelled digests; refuse if it was mailed."""
+    locked = list(
+        db.session.scalars(
+            select(Digest)
+            .join(DigestFilm, DigestFilm.digest_id == Digest.id)
+            .where(DigestFilm.film_id == film.id, Digest.status.in_(LOCKED_STATUSES))
+            .order_by(Digest.id)
+        )
+    )
+    if locked:
+        raise FilmInUse(locked)
+    db.session.execute(delete(DigestFilm).where(DigestFilm.film_id == film.id))
+    db.session.delete(film)
+    db.session.flush()
 
 
 @dataclass

@@ -8,9 +8,8 @@ import marshmallow as ma
 from sqlalchemy import select
 from webargs.flaskparser import abort
 
-from ..admin.films import FilmInUse, delete_film, save_film
 from ..extensions import db
-from ..films import FILM_FIELDS, FilmInvalid
+from ..films import FILM_FIELDS, FilmInUse, FilmInvalid, delete_film, save_film
 from ..models import Film
 from .base import check_id, make_blueprint
 from .pagination import InvalidCursor, Page, PageArgs, page_schema, paginate
