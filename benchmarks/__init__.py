@@ -1,1 +1,1 @@
-"""Benchmarks of the mailer: `make bench` (or `python -m benchmarks`). Not part of the test suite."""
+"""Benchmarks of the mailer: `make bench` or `python -m benchmarks`; not part of the tests."""

@@ -1,4 +1,4 @@
-"""Shared pieces: machine description, free ports, the SMTP sink, the digest's content, PostgreSQL."""
+"""Shared pieces: the machine, free ports, the SMTP sink, the digest's content, PostgreSQL."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ class Row:
     unit: str
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    key: str = ""  # names the rows that ratios are computed from
 
 
 def machine() -> dict[str, Any]:

@@ -50,6 +50,7 @@ def run(sink: Sink, count: int, connections: list[int]) -> list[Row]:
                     f"{count} messages of {len(data) // 1024} KiB into {sink.kind}",
                     {"count": count, "seconds": elapsed, "connections": sessions,
                      "bytes": len(data)},
+                    key=f"limit:{sessions}",
                 )
             )  # fmt: skip
     return rows

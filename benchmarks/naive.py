@@ -109,5 +109,6 @@ def run(sink: Sink, count: int) -> list[Row]:
             "msg/s",
             f"{count} messages of {size // 1024} KiB, 1 connection at a time",
             {"count": count, "seconds": elapsed, "bytes": size},
+            key="naive",
         )
     ]
