@@ -200,6 +200,7 @@ def worker_main(argv: list[str]) -> int:
     parser.add_argument("--name", default="w0")
     parser.add_argument("--null", action="store_true", help="no rendering, null backend")
     parser.add_argument("--max-seconds", type=float, default=0.0)
+    parser.add_argument("--batch", type=int, default=BATCH)
     args = parser.parse_args(argv)
 
     from mailer import create_app
@@ -216,15 +217,15 @@ def worker_main(argv: list[str]) -> int:
         sys.stdin.readline()
         start = time.perf_counter()
         sent = 0
-        cache = RenderCache()
         with backend:
             while True:
                 now = datetime.now(UTC)
-                ids = claim_batch(args.name, now, BATCH)
+                ids = claim_batch(args.name, now, args.batch)
                 db.session.commit()
                 if not ids:
                     break
-                sent += deliver_batch(ids, backend, cache, now, render=not args.null)
+                # A cache per batch: committing expires what it holds.
+                sent += deliver_batch(ids, backend, RenderCache(), now, render=not args.null)
                 db.session.commit()
                 db.session.expunge_all()
                 if args.max_seconds and time.perf_counter() - start > args.max_seconds:
@@ -331,7 +332,10 @@ def send_digest(
 
         digest_id = seed(count)
         env = app_env(url, sink_url, Path(tmp))
-        procs = start_workers(env, connections, ["--null"] if null else [])
+        # Small enough batches that every worker gets a share of a small list.
+        batch = max(20, min(BATCH, count // (connections * 10)))
+        extra = ["--batch", str(batch), *(["--null"] if null else [])]
+        procs = start_workers(env, connections, extra)
         try:
             start = time.perf_counter()
             enqueue_digest(digest_id, datetime.now(UTC))
