@@ -79,14 +79,32 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
     raise RuntimeError(f"nothing listening on port {port} after {timeout} s")
 
 
+def peak_rss_kib(pid: int) -> int:
+    """The high-water mark of a live process's resident set (VmHWM), in KiB; 0 once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
 def wait_with_rss(proc: subprocess.Popen[Any], timeout: float) -> tuple[int, int]:
-    """Wait for a child and return (exit code, peak RSS in KiB) from the kernel's rusage."""
+    """Wait for a child and return (exit code, its peak RSS in KiB).
+
+    The peak is polled from /proc while the child runs: rusage's ru_maxrss would not do, because a
+    child started with vfork carries its parent's peak across exec on Linux.
+    """
     deadline = time.monotonic() + timeout
+    peak = 0
     while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        peak = max(peak, peak_rss_kib(proc.pid))
+        pid, status, _usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             proc.returncode = os.waitstatus_to_exitcode(status)
-            return proc.returncode, int(usage.ru_maxrss)
+            return proc.returncode, peak
         if time.monotonic() > deadline:
             proc.kill()
             raise TimeoutError(f"{proc.args!r} did not finish in {timeout} s")

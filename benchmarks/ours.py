@@ -231,7 +231,10 @@ def worker_main(argv: list[str]) -> int:
                 if args.max_seconds and time.perf_counter() - start > args.max_seconds:
                     break
         elapsed = time.perf_counter() - start
-    print(json.dumps({"sent": sent, "seconds": elapsed}), flush=True)
+    from .common import peak_rss_kib
+
+    report = {"sent": sent, "seconds": elapsed, "vm_hwm_kib": peak_rss_kib(os.getpid())}
+    print(json.dumps(report), flush=True)
     return 0
 
 
@@ -309,12 +312,12 @@ def finish(procs: list[subprocess.Popen[str]], timeout: float) -> list[dict[str,
     reports = []
     for proc in procs:
         assert proc.stdout is not None
-        output = proc.stdout.read()
         code, rss = wait_with_rss(proc, timeout)
+        output = proc.stdout.read()
         if code != 0:
             raise RuntimeError(f"worker failed with exit code {code}")
         report = json.loads(output.strip().splitlines()[-1])
-        report["peak_rss_kib"] = rss
+        report["peak_rss_kib"] = max(rss, report.get("vm_hwm_kib", 0))
         reports.append(report)
     return reports
 
