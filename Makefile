@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-sqlite test-postgres lint bench screenshots clean
+.PHONY: run test test-sqlite test-postgres lint bench bench-quick screenshots clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# Benchmarks (not tests): about 15 minutes; `make bench-quick` or `make bench ARGS=--quick` for small N.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks $(ARGS)
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m benchmarks --quick $(ARGS)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache

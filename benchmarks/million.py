@@ -1,0 +1,129 @@
+"""A million subscribers on PostgreSQL: enqueue, the database side of sending, admin queries."""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .common import Row, app_env, throwaway_pg
+from .ours import enqueue_digest, finish, go, product_app, seed, start_workers
+
+
+def timed_ms(query: Callable[[], Any], repeat: int = 5) -> float:
+    """Median milliseconds of a query after one warm-up run."""
+    query()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        query()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def admin_queries(digest_id: int, count: int) -> dict[str, Callable[[], Any]]:
+    """ADMIN → mailer/admin: the statements behind the subscriber list and the dashboard.
+
+    Written against the models until the admin pages land; switch each to the admin module's own
+    query function when it exists.
+    """
+    from sqlalchemy import func, select
+
+    from mailer.extensions import db
+    from mailer.models import Delivery, Subscriber, SubscriberStatus
+
+    def first_page() -> Any:
+        return db.session.scalars(select(Subscriber).order_by(Subscriber.id.desc()).limit(50)).all()
+
+    def deep_page() -> Any:
+        # Keyset: the page after an id half-way down the list.
+        return db.session.scalars(
+            select(Subscriber)
+            .where(Subscriber.id < count // 2)
+            .order_by(Subscriber.id.desc())
+            .limit(50)
+        ).all()
+
+    def filtered_page() -> Any:
+        return db.session.scalars(
+            select(Subscriber)
+            .where(
+                Subscriber.status == SubscriberStatus.CONFIRMED,
+                Subscriber.wants_early_access.is_(False),
+            )
+            .order_by(Subscriber.id.desc())
+            .limit(50)
+        ).all()
+
+    def search() -> Any:
+        return db.session.scalars(
+            select(Subscriber).where(Subscriber.email == f"reader{count // 3}@bench.example")
+        ).all()
+
+    def dashboard() -> Any:
+        return db.session.execute(
+            select(Delivery.status, func.count())
+            .where(Delivery.digest_id == digest_id)
+            .group_by(Delivery.status)
+        ).all()
+
+    return {
+        "subscribers, first page (50, newest first)": first_page,
+        "subscribers, a page half-way down (keyset)": deep_page,
+        "subscribers, filtered page (status + topic)": filtered_page,
+        "subscribers, exact-address search": search,
+        "dashboard counts (GROUP BY status of a digest's deliveries)": dashboard,
+    }
+
+
+def run(count: int, claim_seconds: float, timeout: float) -> list[Row]:
+    """Load `count` subscribers into a throwaway database, time the operations, drop it."""
+    from sqlalchemy import text
+
+    from mailer.extensions import db
+
+    rows: list[Row] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="mailer-million-") as tmp,
+        throwaway_pg("mailer_bench_million") as url,
+        product_app(url, "memory://", Path(tmp)),
+    ):
+        start = time.perf_counter()
+        digest_id = seed(count, vary=True)
+        loaded = time.perf_counter() - start
+        rows.append(
+            Row("million", f"load {count:,} subscribers (INSERT … SELECT)", loaded, "s",
+                "generate_series, then VACUUM ANALYZE")
+        )  # fmt: skip
+
+        start = time.perf_counter()
+        enqueue_digest(digest_id, datetime.now(UTC))
+        db.session.commit()
+        enqueued = time.perf_counter() - start
+        rows.append(
+            Row("million", f"enqueue a digest for {count:,}", enqueued, "s",
+                "one INSERT … SELECT; target < 15 s", {"seconds": enqueued})
+        )  # fmt: skip
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE deliveries"))
+
+        env = app_env(url, "memory://", Path(tmp))
+        procs = start_workers(env, 1, ["--null", "--max-seconds", str(claim_seconds)])
+        go(procs)
+        report = finish(procs, timeout)[0]
+        rows.append(
+            Row("million", "claim + journal, null backend (database side)",
+                report["sent"] / report["seconds"], "deliveries/s",
+                f"{report['sent']:,} journaled in {report['seconds']:.1f} s by one worker;"
+                " target > 5,000/s", report)
+        )  # fmt: skip
+
+        for name, query in admin_queries(digest_id, count).items():
+            ms = timed_ms(query)
+            rows.append(Row("million", name, ms, "ms", "median of 5; target < 100 ms"))
+        db.session.rollback()
+    return rows
