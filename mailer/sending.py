@@ -63,6 +63,8 @@ log = logging.getLogger("mailer.sending")
 OPEN_STATUSES = (DeliveryStatus.QUEUED, DeliveryStatus.CLAIMED)
 # Retries never wait longer than this between two attempts.
 MAX_RETRY_DELAY = 6 * 3600.0
+# Deliveries sent per transaction: a crash resends at most this many per connection.
+GROUP_SIZE = 20
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -577,7 +579,59 @@ def retry_delay(attempts: int, base: float) -> float:
     return delay / 2 + random.uniform(0, delay / 2)
 
 
-def _skip_reason(delivery: Delivery, subscriber: Subscriber | None, now: datetime) -> str:
+@dataclass
+class _Group:
+    """What a group of deliveries needs for its re-check, read under the group's locks."""
+
+    subscribers: dict[int, Subscriber]
+    digest_status: dict[int, str]
+    films: dict[int, Film]
+    suppressed: set[str]
+
+
+def _load_group(deliveries: Sequence[Delivery]) -> _Group:
+    """Read, in a few set-based queries, the current state every re-check of a group needs."""
+    subscriber_ids = {d.subscriber_id for d in deliveries if d.subscriber_id is not None}
+    digest_ids = {d.digest_id for d in deliveries if d.digest_id is not None}
+    film_ids = {d.film_id for d in deliveries if d.film_id is not None}
+    subscribers = {
+        s.id: s
+        for s in db.session.scalars(
+            select(Subscriber)
+            .where(Subscriber.id.in_(subscriber_ids))
+            # PostgreSQL: an unsubscribe must wait for this group's sends (SQLite: already locked).
+            .with_for_update(read=True)
+            .execution_options(populate_existing=True)
+        )
+    }
+    digest_status: dict[int, str] = {
+        row.id: row.status
+        for row in db.session.execute(
+            select(Digest.id, Digest.status).where(Digest.id.in_(digest_ids))
+        )
+    }
+    films = {
+        f.id: f
+        for f in db.session.scalars(
+            select(Film).where(Film.id.in_(film_ids)).execution_options(populate_existing=True)
+        )
+    }
+    addresses = {d.to_address for d in deliveries if d.to_address} | {
+        s.email for s in subscribers.values()
+    }
+    suppressed = set(
+        db.session.scalars(
+            select(Suppression.email_hash).where(
+                Suppression.email_hash.in_({email_hash(a) for a in addresses})
+            )
+        )
+    )
+    return _Group(subscribers, digest_status, films, suppressed)
+
+
+def _skip_reason(
+    delivery: Delivery, subscriber: Subscriber | None, group: _Group, now: datetime
+) -> str:
     """Why a claimed delivery must not go out now, or "" if it may."""
     if delivery.kind in (DeliveryKind.DIGEST, DeliveryKind.EARLY_ACCESS):
         if subscriber is None:
@@ -589,20 +643,28 @@ def _skip_reason(delivery: Delivery, subscriber: Subscriber | None, now: datetim
         if delivery.kind == DeliveryKind.EARLY_ACCESS:
             if not subscriber.wants_early_access:
                 return "early-access alerts turned off"
-            film = db.session.get(Film, delivery.film_id) if delivery.film_id else None
+            film = group.films.get(delivery.film_id) if delivery.film_id else None
             today = now.astimezone(UTC).date()
             if film is None or film.release_date is None or film.release_date <= today:
                 return "film already public"
     address = delivery.to_address or (subscriber.email if subscriber is not None else None)
     if address is None:
         return "no recipient"
-    if is_suppressed(address):
+    if email_hash(address) in group.suppressed:
         return "address suppressed"
     return ""
 
 
 class Sender:
-    """Sends claimed deliveries through one backend session, one transaction per message."""
+    """Sends claimed deliveries through one backend session, a small group per transaction.
+
+    Each group starts by writing its rows, which takes SQLite's write lock (and the rows' locks
+    on PostgreSQL, with the subscribers locked for share), then re-checks every recipient and
+    sends. So an unsubscribe that committed before is seen, and one that comes during waits for
+    the group's commit: nothing is sent to an address after its unsubscribe has returned. A crash
+    can lose at most one group's outcomes, whose rows are still claimed, and resending those
+    reuses their Message-IDs, fixed when they were claimed.
+    """
 
     def __init__(self, worker: str, backend: Backend, clock: Callable[[], datetime]) -> None:
         self.worker = worker
@@ -615,7 +677,6 @@ class Sender:
         self.pause_after = int(config["MAILER_PAUSE_AFTER_CONNECTION_ERRORS"])
         self.rate = SendRate(float(config["MAILER_SEND_RATE"]))
         self.connection_errors = 0
-        self.tokens = 0
 
     def send_batch(
         self, ids: Sequence[int], progress: Callable[[int], None] | None = None
@@ -627,16 +688,21 @@ class Sender:
         try:
             with self.backend:
                 while remaining:
-                    self._send_next(remaining[0], stats)
-                    remaining.pop(0)
-                    if progress is not None:
-                        progress(1)
+                    size = self.rate.acquire(min(GROUP_SIZE, len(remaining)))
+                    group, remaining = remaining[:size], remaining[size:]
+                    try:
+                        self._send_group(group, stats, progress)
+                    except StopBatch:
+                        remaining = group + remaining
+                        raise
         except StopBatch as stop:
             log.warning("batch stopped: %s", stop)
         except TemporaryFailure as exc:
-            # The session could not even be opened: a connection error for the whole batch.
+            # The session could not even be opened: one connection error for the batch.
             db.session.rollback()
+            self.connection_errors += 1
             self._connection_error(remaining[0] if remaining else None, str(exc))
+            db.session.commit()
         finally:
             db.session.rollback()
             stats.released += release(remaining, self.worker)
@@ -655,80 +721,100 @@ class Sender:
         )
         return stats
 
-    def _send_next(self, delivery_id: int, stats: BatchStats) -> None:
-        """Re-check, send and record one delivery, all in one transaction."""
-        if self.tokens <= 0:
-            self.tokens = self.rate.acquire(1_000_000)
+    def _send_group(
+        self, ids: Sequence[int], stats: BatchStats, progress: Callable[[int], None] | None
+    ) -> None:
+        """Lock, re-check, send and record a group of deliveries; commit once."""
         now = self.clock()
-        # Writing first takes SQLite's write lock (and the row lock on PostgreSQL) for the whole
-        # re-check-and-send, so an unsubscribe that commits after this waits for our commit and
-        # one that committed before is seen by the re-check.
-        mine = db.session.execute(
+        mine = db.session.scalars(
             update(Delivery)
             .where(
-                Delivery.id == delivery_id,
+                Delivery.id.in_(list(ids)),
                 Delivery.status == DeliveryStatus.CLAIMED,
                 Delivery.claimed_by == self.worker,
             )
             .values(attempts=Delivery.attempts + 1)
+            .returning(Delivery.id)
             .execution_options(synchronize_session=False)
+        ).all()
+        # Rows missing from ``mine`` had their lease run out and belong to another worker now.
+        deliveries = db.session.scalars(
+            select(Delivery)
+            .where(Delivery.id.in_(mine))
+            .order_by(Delivery.id)
+            .execution_options(populate_existing=True)
+        ).all()
+        group = _load_group(deliveries)
+        for index, delivery in enumerate(deliveries):
+            try:
+                self._send_one(delivery, group, now, stats)
+            except StopBatch:
+                # This one is recorded; the rest of the group goes back untouched.
+                for rest in deliveries[index + 1 :]:
+                    rest.attempts -= 1
+                db.session.commit()
+                raise
+            if progress is not None:
+                progress(1)
+        db.session.commit()
+
+    def _send_one(
+        self, delivery: Delivery, group: _Group, now: datetime, stats: BatchStats
+    ) -> None:
+        """Re-check and send one delivery; record its outcome (the group commits)."""
+        subscriber = (
+            group.subscribers.get(delivery.subscriber_id)
+            if delivery.subscriber_id is not None
+            else None
         )
-        if not mine.rowcount:  # type: ignore[attr-defined]
-            db.session.rollback()  # the lease ran out and another worker has it
-            return
-        delivery = db.session.get(Delivery, delivery_id, populate_existing=True)
-        assert delivery is not None
-        subscriber = None
-        if delivery.subscriber_id is not None:
-            subscriber = db.session.get(
-                Subscriber,
-                delivery.subscriber_id,
-                populate_existing=True,
-                with_for_update={"read": True},
-            )
         if delivery.digest_id is not None:
-            digest_status = db.session.scalar(
-                select(Digest.status).where(Digest.id == delivery.digest_id)
-            )
-            if digest_status == DigestStatus.CANCELLED or digest_status is None:
+            status = group.digest_status.get(delivery.digest_id)
+            if status in (DigestStatus.CANCELLED, None):
                 self._finish(delivery, DeliveryStatus.SKIPPED, now, "digest cancelled")
                 stats.skipped += 1
                 return
-            if digest_status != DigestStatus.SENDING:
+            if status != DigestStatus.SENDING:
                 self._requeue(delivery, now)
                 stats.released += 1
                 return
-        reason = _skip_reason(delivery, subscriber, now)
+        reason = _skip_reason(delivery, subscriber, group, now)
         if reason:
             self._finish(delivery, DeliveryStatus.SKIPPED, now, reason)
             stats.skipped += 1
             return
-        message = emails.render_delivery(delivery, subscriber, self.cache)
         try:
-            self.tokens -= 1
+            message = emails.render_delivery(delivery, subscriber, self.cache)
+        except Exception as exc:  # a message that cannot be built must not stop the others
+            log.exception("delivery %s cannot be rendered", delivery.id)
+            self._finish(delivery, DeliveryStatus.FAILED, now, f"cannot render: {exc}")
+            stats.failed += 1
+            return
+        try:
             self.backend.send(message)
         except PermanentFailure as exc:
             self.connection_errors = 0
             suppress(message.recipients[0], SuppressionReason.HARD_BOUNCE, now, str(exc))
+            group.suppressed.add(email_hash(message.recipients[0]))
             self._finish(delivery, DeliveryStatus.FAILED, now, str(exc))
             stats.failed += 1
         except SenderMisconfigured as exc:
-            if delivery.digest_id is not None:
-                _pause_for_error(delivery.digest_id, f"the mail server refused us: {exc}", now)
-                self._requeue(delivery, now, str(exc))
-                db.session.commit()
-                raise StopBatch(str(exc)) from exc
-            self._retry(delivery, now, str(exc), stats)
+            if delivery.digest_id is None:
+                self._retry(delivery, now, str(exc), stats)
+                return
+            _pause_for_error(delivery.digest_id, f"the mail server refused us: {exc}", now)
+            self._requeue(delivery, now, str(exc))
+            stats.released += 1
+            raise StopBatch(str(exc)) from exc
         except TemporaryFailure as exc:
-            if exc.smtp_code is None:
-                self.connection_errors += 1
-                if self.connection_errors >= self.pause_after:
-                    self._requeue(delivery, now, str(exc))
-                    db.session.commit()
-                    self._connection_error(delivery_id, str(exc))
-                    raise StopBatch(str(exc)) from exc
-            else:
+            if exc.smtp_code is not None:
                 self.connection_errors = 0
+            else:
+                self.connection_errors += 1
+                if self.connection_errors >= self.pause_after and delivery.digest_id is not None:
+                    self._requeue(delivery, now, str(exc))
+                    stats.released += 1
+                    self._connection_error(delivery.id, str(exc))
+                    raise StopBatch(str(exc)) from exc
             self._retry(delivery, now, str(exc), stats)
         else:
             self.connection_errors = 0
@@ -746,17 +832,15 @@ class Sender:
                 f"{self.connection_errors} connection errors in a row; last: {error}",
                 self.clock(),
             )
-            db.session.commit()
         self.connection_errors = 0
 
     def _finish(self, delivery: Delivery, status: DeliveryStatus, now: datetime, note: str) -> None:
-        """Record a final outcome and commit."""
+        """Record a final outcome."""
         delivery.status = status
         delivery.last_error = note[:2000]
         delivery.lease_until = None
         if status == DeliveryStatus.SENT:
             delivery.sent_at = now
-        db.session.commit()
 
     def _requeue(self, delivery: Delivery, now: datetime, note: str = "") -> None:
         """Put a delivery back to the queue without counting the attempt."""
@@ -767,7 +851,6 @@ class Sender:
         delivery.next_attempt_at = now
         if note:
             delivery.last_error = note[:2000]
-        db.session.commit()
 
     def _retry(self, delivery: Delivery, now: datetime, error: str, stats: BatchStats) -> None:
         """Back off and try again later, or fail once the retry deadline has passed."""
@@ -782,7 +865,6 @@ class Sender:
         delivery.next_attempt_at = now + timedelta(
             seconds=retry_delay(delivery.attempts, self.retry_base)
         )
-        db.session.commit()
         stats.retried += 1
 
 
