@@ -214,3 +214,182 @@ def test_sigkill_mid_digest_then_restart_delivers_everyone_once(
     for mids in duplicates.values():
         assert len(set(mids)) == 1, "a resend must carry the first copy's Message-ID"
     assert counts == {DeliveryStatus.SENT: 2000}
+
+
+@pytest.fixture
+def postgres_only(migrated: str) -> None:
+    """Several workers need a database that several processes can write at once."""
+    if not is_postgres(migrated):
+        pytest.skip("several workers share one digest only on PostgreSQL (its own run)")
+
+
+@pytest.mark.postgres_only
+@pytest.mark.usefixtures("postgres_only")
+def test_two_then_three_workers_share_a_digest_exactly_once(
+    app: Flask, workers: Workers, smtp_server: ScriptedSMTPServer
+) -> None:
+    with app.app_context():
+        everyone = emails_of(add_subscribers(600))
+        first = add_digest("For two workers")
+    for _ in range(2):
+        workers.start("worker", MAILER_SMTP_CONNECTIONS="2")
+    with app.app_context():
+        wait_until(lambda: digest_status(first) == DigestStatus.SENT, 120, "first digest sent")
+        second = add_digest("For three workers")
+    workers.start("worker")
+    with app.app_context():
+        wait_until(lambda: digest_status(second) == DigestStatus.SENT, 120, "second digest sent")
+        claimants = set(
+            db.session.scalars(select(Delivery.claimed_by).where(Delivery.digest_id == second))
+        )
+    for subject in ("For two workers", "For three workers"):
+        seen = by_recipient(smtp_server.received, subject)
+        assert set(seen) == everyone
+        assert all(len(mids) == 1 for mids in seen.values()), "someone got it twice"
+    # The work really was shared: more than one process claimed rows of the second digest.
+    assert len({name.split("/")[0] for name in claimants if name}) > 1
+
+
+def test_temporary_failures_are_retried_and_delivered_once(
+    app: Flask, workers: Workers, smtp_server: ScriptedSMTPServer
+) -> None:
+    busy = {"reader00003@example.org", "reader00007@example.org"}
+    smtp_server.add_rule(lambda rcpt: "451 4.3.0 try again later" if rcpt in busy else None)
+    with app.app_context():
+        everyone = emails_of(add_subscribers(20))
+        digest_id = add_digest("Retried")
+    workers.start("worker")
+    with app.app_context():
+
+        def retried() -> bool:
+            db.session.rollback()
+            rows = db.session.execute(
+                select(Delivery.attempts, Delivery.last_error)
+                .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+                .where(Subscriber.email.in_(busy))
+            ).all()
+            return len(rows) == 2 and all(a >= 2 and "451" in e for a, e in rows)
+
+        wait_until(retried, 60, "the 451s to be retried")
+        busy.clear()
+        wait_until(lambda: digest_status(digest_id) == DigestStatus.SENT, 60, "digest sent")
+        assert db.session.scalar(select(func.count()).select_from(Suppression)) == 0
+    seen = by_recipient(smtp_server.received, "Retried")
+    assert set(seen) == everyone
+    assert all(len(mids) == 1 for mids in seen.values())
+
+
+def test_unknown_recipient_fails_at_once_and_is_suppressed(
+    app: Flask, workers: Workers, smtp_server: ScriptedSMTPServer
+) -> None:
+    gone = "reader00002@example.org"
+    asked: list[str] = []
+
+    def refuse(rcpt: str) -> str | None:
+        asked.append(rcpt)
+        return "550 5.1.1 no such user" if rcpt == gone else None
+
+    smtp_server.add_rule(refuse)
+    with app.app_context():
+        add_subscribers(10)
+        digest_id = add_digest("Bounced")
+    workers.start("worker")
+    with app.app_context():
+        wait_until(lambda: digest_status(digest_id) == DigestStatus.SENT, 60, "digest sent")
+        failed = db.session.execute(
+            select(Delivery.status, Delivery.attempts, Delivery.last_error)
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(Subscriber.email == gone)
+        ).one()
+        suppressed = db.session.execute(select(Suppression.email, Suppression.reason)).all()
+    assert failed.status == DeliveryStatus.FAILED
+    assert failed.attempts == 1
+    assert "5.1.1" in failed.last_error
+    assert suppressed == [(gone, "hard_bounce")]
+    time.sleep(1.5)  # several more ticks: it must not be tried again
+    assert asked.count(gone) == 1
+    assert gone not in by_recipient(smtp_server.received)
+    assert len(by_recipient(smtp_server.received, "Bounced")) == 9
+
+
+def test_policy_refusal_pauses_the_digest_and_blames_nobody(
+    app: Flask, workers: Workers, smtp_server: ScriptedSMTPServer
+) -> None:
+    smtp_server.add_rule(
+        lambda rcpt: "550 5.7.26 unauthenticated mail is prohibited"
+        if rcpt >= "reader00010"
+        else None
+    )
+    with app.app_context():
+        add_subscribers(60)
+        digest_id = add_digest("Refused by policy")
+    workers.start("worker")
+    with app.app_context():
+        wait_until(lambda: digest_status(digest_id) == DigestStatus.PAUSED, 60, "digest paused")
+        time.sleep(1.5)  # the worker keeps ticking; a paused digest must stay untouched
+        db.session.rollback()
+        digest = db.session.get(Digest, digest_id)
+        assert digest is not None
+        assert "5.7.26" in digest.pause_reason
+        counts = dict(
+            db.session.execute(
+                select(Delivery.status, func.count())
+                .where(Delivery.digest_id == digest_id)
+                .group_by(Delivery.status)
+            ).all()
+        )
+        assert db.session.scalar(select(func.count()).select_from(Suppression)) == 0
+    assert counts.get(DeliveryStatus.FAILED, 0) == 0
+    assert counts.get(DeliveryStatus.CLAIMED, 0) == 0
+    assert counts[DeliveryStatus.SENT] == len(by_recipient(smtp_server.received)) <= 10
+    assert counts[DeliveryStatus.QUEUED] == 60 - counts[DeliveryStatus.SENT]
+
+
+def test_unsubscribe_while_sending_stops_mail_to_that_address(
+    app: Flask, workers: Workers, smtp_server: ScriptedSMTPServer
+) -> None:
+    with app.app_context():
+        ids = add_subscribers(300)
+        digest_id = add_digest("Leaving midway")
+    # A modest rate keeps the digest sending while the test unsubscribes people.
+    workers.start("worker", MAILER_SEND_RATE="60")
+    smtp_server.wait_for(40, timeout=60)
+    leaving = ids[-120::4]  # not reached yet: deliveries go out in id order
+    unsubscribed_at: dict[str, int] = {}
+    with app.app_context():
+        for subscriber_id in leaving:
+            subscriber = db.session.get(Subscriber, subscriber_id)
+            assert subscriber is not None
+            subscriber.status = SubscriberStatus.UNSUBSCRIBED
+            subscriber.unsubscribed_at = datetime.now(UTC)
+            skip_pending_for(subscriber_id, "unsubscribed")
+            db.session.commit()
+            # Anything the server receives from now on came after the unsubscribe returned.
+            unsubscribed_at[subscriber.email] = len(smtp_server.received)
+            time.sleep(0.05)
+        wait_until(lambda: digest_status(digest_id) == DigestStatus.SENT, 120, "digest sent")
+    received = smtp_server.received
+    for address, mark in unsubscribed_at.items():
+        late = [item for item in received[mark:] if address in item.rcpt_tos]
+        assert late == [], f"{address} was mailed after unsubscribing"
+    assert len(by_recipient(received, "Leaving midway")) <= 300 - 1
+
+
+def test_deliver_sends_everything_due_and_exits(
+    app: Flask, workers: Workers, smtp_server: ScriptedSMTPServer
+) -> None:
+    with app.app_context():
+        everyone = emails_of(add_subscribers(30))
+        digest_id = add_digest("Once, by cron")
+    proc = workers.start("deliver")
+    assert proc.wait(timeout=120) == 0, workers.log(proc)
+    output = workers.log(proc)
+    assert "Sending" in output
+    assert "30 sent" in output
+    assert set(by_recipient(smtp_server.received, "Once, by cron")) == everyone
+    with app.app_context():
+        assert digest_status(digest_id) == DigestStatus.SENT
+    again = workers.start("deliver")
+    assert again.wait(timeout=60) == 0
+    assert "0 sent" in workers.log(again)
+    assert len(smtp_server.received) == 30
