@@ -141,7 +141,7 @@ def is_suppressed(address: str) -> bool:
 def suppress(address: str, reason: SuppressionReason, now: datetime, note: str = "") -> None:
     """Put an address on the suppression list (once; a second call changes nothing)."""
     stmt = (
-        _insert(Suppression)
+        _insert(Suppression.__table__)
         .values(
             email_hash=email_hash(address),
             email=normalise_address(address),
@@ -233,9 +233,11 @@ def _enqueue_for(
         ["digest_id", "subscriber_id"] if digest_id is not None else ["film_id", "subscriber_id"]
     )
     stmt = (
-        _insert(Delivery)
+        _insert(Delivery.__table__)
         .from_select(columns, eligible)
         .on_conflict_do_nothing(index_elements=conflict)
+        # Drivers report an INSERT's row count only when asked to keep it.
+        .execution_options(preserve_rowcount=True)
     )
     result = db.session.execute(stmt)
     return max(int(result.rowcount or 0), 0)  # type: ignore[attr-defined]
@@ -443,9 +445,15 @@ def claim_batch(worker: str, now: datetime, limit: int, lease_seconds: float) ->
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
+    # Two statements, not UPDATE … WHERE id IN (subquery): PostgreSQL may run such a subquery
+    # more than once and so lease more than ``limit`` rows.
+    wanted = db.session.scalars(candidates).all()
+    if not wanted:
+        db.session.commit()
+        return []
     result = db.session.execute(
         update(Delivery)
-        .where(Delivery.id.in_(candidates.scalar_subquery()), _claimable(now))
+        .where(Delivery.id.in_(wanted), _claimable(now))
         .values(
             status=DeliveryStatus.CLAIMED,
             claimed_by=worker,
@@ -518,7 +526,7 @@ class SendRate:
     def _take(self, number: int, wanted: int) -> int:
         """Count ``wanted`` messages against window ``number``; return how many fit."""
         db.session.execute(
-            _insert(SendWindow)
+            _insert(SendWindow.__table__)
             .values(window=number, used=0)
             .on_conflict_do_nothing(index_elements=["window"])
         )

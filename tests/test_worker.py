@@ -316,9 +316,9 @@ def test_policy_refusal_pauses_the_digest_and_blames_nobody(
     app: Flask, workers: Workers, smtp_server: ScriptedSMTPServer
 ) -> None:
     smtp_server.add_rule(
-        lambda rcpt: "550 5.7.26 unauthenticated mail is prohibited"
-        if rcpt >= "reader00010"
-        else None
+        lambda rcpt: (
+            "550 5.7.26 unauthenticated mail is prohibited" if rcpt >= "reader00010" else None
+        )
     )
     with app.app_context():
         add_subscribers(60)
