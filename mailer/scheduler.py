@@ -220,7 +220,8 @@ def compose_recurring_digest(slot: datetime, now: datetime) -> Digest | None:
 def compose_due(app: Flask, trigger: CronTrigger) -> None:
     """The recurring job: compose the digest of the slot that just fired."""
     now = utcnow()
-    slot = latest_slot(trigger, now, RECURRING_GRACE)
+    # The job runs just after its slot: look back a minute first, the whole grace time if need be.
+    slot = latest_slot(trigger, now, 60) or latest_slot(trigger, now, RECURRING_GRACE)
     if slot is None:
         return
     with app.app_context():
