@@ -399,3 +399,31 @@ def test_deliver_sends_everything_due_and_exits(
     assert again.wait(timeout=60) == 0
     assert "0 sent" in workers.log(again)
     assert len(smtp_server.received) == 30
+
+
+@pytest.mark.postgres_only
+@pytest.mark.usefixtures("postgres_only")
+def test_send_rate_caps_all_workers_together(
+    app: Flask, workers: Workers, smtp_server: ScriptedSMTPServer
+) -> None:
+    procs = [workers.start("worker", MAILER_SEND_RATE="25") for _ in range(2)]
+    # Both are up before there is anything to send, so both take a share.
+    wait_until(lambda: all("Scheduler started" in workers.log(p) for p in procs), 60, "workers")
+    with app.app_context():
+        everyone = emails_of(add_subscribers(150))
+        digest_id = add_digest("Throttled")
+    with app.app_context():
+        wait_until(lambda: digest_status(digest_id) == DigestStatus.SENT, 120, "digest sent")
+        first, last = db.session.execute(
+            select(func.min(Delivery.sent_at), func.max(Delivery.sent_at)).where(
+                Delivery.digest_id == digest_id
+            )
+        ).one()
+        senders = set(db.session.scalars(select(Delivery.claimed_by).distinct()))
+    # 150 messages at 25/s take at least five seconds, however many workers share them; two
+    # workers each limited on its own would need only three.
+    assert (last - first).total_seconds() >= 4.5
+    assert len(senders) == 2
+    seen = by_recipient(smtp_server.received, "Throttled")
+    assert set(seen) == everyone
+    assert all(len(mids) == 1 for mids in seen.values())
