@@ -417,9 +417,12 @@ def _pause_for_error(digest_id: int, reason: str, now: datetime) -> None:
 
 
 def _claimable(now: datetime) -> ColumnElement[bool]:
-    """Due queued rows, and rows whose lease ran out (their worker died), of live digests."""
+    """Due queued rows, and rows whose lease ran out (their worker died), of live digests.
+
+    Only the digest's own deliveries wait for it to be sending: a test send of a draft goes now.
+    """
     live_digest = or_(
-        Delivery.digest_id.is_(None),
+        Delivery.kind != DeliveryKind.DIGEST,
         Delivery.digest_id.in_(select(Digest.id).where(Digest.status == DigestStatus.SENDING)),
     )
     return and_(
@@ -775,7 +778,7 @@ class Sender:
             if delivery.subscriber_id is not None
             else None
         )
-        if delivery.digest_id is not None:
+        if delivery.kind == DeliveryKind.DIGEST and delivery.digest_id is not None:
             status = group.digest_status.get(delivery.digest_id)
             if status in (DigestStatus.CANCELLED, None):
                 self._finish(delivery, DeliveryStatus.SKIPPED, now, "digest cancelled")
@@ -806,7 +809,7 @@ class Sender:
             self._finish(delivery, DeliveryStatus.FAILED, now, str(exc))
             stats.failed += 1
         except SenderMisconfigured as exc:
-            if delivery.digest_id is None:
+            if delivery.kind != DeliveryKind.DIGEST or delivery.digest_id is None:
                 self._retry(delivery, now, str(exc), stats)
                 return
             _pause_for_error(delivery.digest_id, f"the mail server refused us: {exc}", now)
@@ -818,7 +821,11 @@ class Sender:
                 self.connection_errors = 0
             else:
                 self.connection_errors += 1
-                if self.connection_errors >= self.pause_after and delivery.digest_id is not None:
+                if (
+                    self.connection_errors >= self.pause_after
+                    and delivery.kind == DeliveryKind.DIGEST
+                    and delivery.digest_id is not None
+                ):
                     self._requeue(delivery, now, str(exc))
                     stats.released += 1
                     self._connection_error(delivery.id, str(exc))
@@ -833,7 +840,11 @@ class Sender:
         """After too many connection errors in a row, pause the digest being sent."""
         if delivery_id is None or self.connection_errors < self.pause_after:
             return
-        digest_id = db.session.scalar(select(Delivery.digest_id).where(Delivery.id == delivery_id))
+        digest_id = db.session.scalar(
+            select(Delivery.digest_id).where(
+                Delivery.id == delivery_id, Delivery.kind == DeliveryKind.DIGEST
+            )
+        )
         if digest_id is not None:
             _pause_for_error(
                 digest_id,

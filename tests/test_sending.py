@@ -241,3 +241,21 @@ def test_temporary_failures_fail_after_the_retry_deadline(
     assert old.status == DeliveryStatus.FAILED and old.last_error.startswith("gave up")
     assert young.status == DeliveryStatus.QUEUED and young.next_attempt_at > NOW
     assert db.session.scalar(select(func.count()).select_from(Suppression)) == 0
+
+
+@pytest.mark.usefixtures("ctx")
+def test_a_test_send_of_a_draft_goes_out_while_its_digest_waits(app: Flask) -> None:
+    (subscriber_id,) = add_subscribers(1, prefix="editor")
+    digest_id = add_digest("Draft", status=DigestStatus.DRAFT)
+    subscriber = db.session.get(Subscriber, subscriber_id)
+    queue_message(
+        DeliveryKind.TEST, None, NOW, to_address="editor@example.org", digest_id=digest_id
+    )
+    queue_message(DeliveryKind.DIGEST, subscriber, NOW, digest_id=digest_id)
+    db.session.commit()
+    backend = app.extensions["mailer.backend"]
+    ids = claim_batch("w", NOW, 10, 60)
+    assert len(ids) == 1
+    stats = Sender("w", backend, lambda: NOW).send_batch(ids)
+    assert stats.sent == 1
+    assert [m.recipients for m in backend.outbox] == [("editor@example.org",)]
