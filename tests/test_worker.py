@@ -220,7 +220,7 @@ def test_sigkill_mid_digest_then_restart_delivers_everyone_once(
 def postgres_only(migrated: str) -> None:
     """Several workers need a database that several processes can write at once."""
     if not is_postgres(migrated):
-        pytest.skip("several workers share one digest only on PostgreSQL (its own run)")
+        pytest.skip("several worker processes at once: PostgreSQL run only")
 
 
 @pytest.mark.postgres_only
