@@ -188,8 +188,16 @@ def allowed_origin(form: EmbedForm, origin: str | None, referer: str | None) -> 
 
 
 def return_url(form: EmbedForm, referer: str | None) -> str | None:
-    """Where to send a visitor back after a post without script: the page, if the form allows it."""
+    """Where to send a visitor back after a post without script: the page, if the form allows it.
+
+    Browsers send only the origin as Referer across sites unless the page asks for more; with
+    no page named, the visitor gets our own "check your inbox" page rather than a home page
+    that may not carry the form's thank-you line.
+    """
     if not referer or origin_of(referer) not in form.origins:
+        return None
+    parts = urlsplit(referer)
+    if parts.path in ("", "/") and not parts.query:
         return None
     return referer.split("#", 1)[0] + "#" + DONE_MARKER
 

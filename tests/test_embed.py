@@ -255,6 +255,7 @@ def test_answers_are_identical_for_every_kind_of_address(app, client) -> None:
         "http://docs.example.org/page",
         "javascript:alert(1)",
         "//evil.example.com/page",
+        "https://docs.example.org/",  # the origin only: no page to go back to
         "",
     ],
 )
