@@ -410,3 +410,18 @@ def test_admin_creates_lists_shows_and_revokes_forms(app, admin_client) -> None:
 
 def test_admin_pages_need_a_signed_in_admin(app, client) -> None:
     assert client.get("/admin/embed-forms").status_code == 302
+
+
+def test_keys_survive_a_secret_key_rotation(app, client) -> None:
+    _, key = make_form(app)
+    old_secret = app.config["SECRET_KEY"]
+    app.config["SECRET_KEY"] = "a-brand-new-secret-key-that-is-long-enough-9876543210"
+    assert embedded_post(client, key, "before@example.org").status_code == 400
+    app.config["SECRET_KEY_FALLBACKS"] = [old_secret]
+    assert embedded_post(client, key, "after@example.org").status_code == 303
+    assert written(app) == (1, 1, 1)
+
+
+def test_admin_navigation_links_to_embedded_forms(app, admin_client) -> None:
+    html = admin_client.get("/admin/").get_data(as_text=True)
+    assert 'href="/admin/embed-forms"' in html

@@ -75,7 +75,7 @@ class Sites:
     site_url: str
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def chromium_tool() -> None:
     """Debian's Chromium is here: a failure under CI=true, a loud skip elsewhere."""
     if CHROMIUM.exists():
@@ -87,7 +87,7 @@ def chromium_tool() -> None:
 
 
 @pytest.fixture
-def sites(app: Flask, tmp_path: Path, chromium_tool: None) -> Iterator[Sites]:
+def sites(app: Flask, tmp_path: Path) -> Iterator[Sites]:
     """The app served live, and a static site on another port carrying the form's snippet."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
     app_url = f"http://127.0.0.1:{server.server_port}"
@@ -116,9 +116,13 @@ def sites(app: Flask, tmp_path: Path, chromium_tool: None) -> Iterator[Sites]:
         thread.join(timeout=10)
 
 
-@pytest.fixture
-def browser(sites: Sites) -> Iterator[Any]:
-    """Headless Chromium from its system path, driven by Playwright."""
+@pytest.fixture(scope="module")
+def embed_browser(chromium_tool: None) -> Iterator[Any]:
+    """Headless Chromium from its system path, driven by Playwright.
+
+    Module-scoped and stopped when this module ends: only one sync Playwright driver may run
+    at a time, and other browser test modules start their own.
+    """
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as driver:
@@ -172,10 +176,10 @@ def _subscribe_on(page: Any, email: str) -> None:
     page.get_by_role("button", name="Subscribe").click()
 
 
-def test_page_on_another_origin_subscribes_with_script(app, sites, browser) -> None:
+def test_page_on_another_origin_subscribes_with_script(app, embed_browser, sites) -> None:
     from playwright.sync_api import expect
 
-    context = browser.new_context()
+    context = embed_browser.new_context()
     page = context.new_page()
     page.goto(f"{sites.site_url}/plain.html")
     _subscribe_on(page, "with-script@example.org")
@@ -202,10 +206,10 @@ def test_page_on_another_origin_subscribes_with_script(app, sites, browser) -> N
     context.close()
 
 
-def test_page_on_another_origin_subscribes_without_script(app, sites, browser) -> None:
+def test_page_on_another_origin_subscribes_without_script(app, embed_browser, sites) -> None:
     from playwright.sync_api import expect
 
-    context = browser.new_context(java_script_enabled=False)
+    context = embed_browser.new_context(java_script_enabled=False)
     page = context.new_page()
     page.goto(f"{sites.site_url}/article.html")
     _subscribe_on(page, "no-script@example.org")
@@ -225,13 +229,13 @@ def test_page_on_another_origin_subscribes_without_script(app, sites, browser) -
     context.close()
 
 
-def test_page_on_a_foreign_origin_is_refused(app, sites, browser) -> None:
+def test_page_on_a_foreign_origin_is_refused(app, embed_browser, sites) -> None:
     from playwright.sync_api import expect
 
     # The same page from "localhost" is another origin, one the form does not allow.
     foreign = sites.site_url.replace("127.0.0.1", "localhost")
     for script in (True, False):
-        context = browser.new_context(java_script_enabled=script)
+        context = embed_browser.new_context(java_script_enabled=script)
         page = context.new_page()
         page.goto(f"{foreign}/article.html")
         _subscribe_on(page, f"foreign-{script}@example.org")
