@@ -2,22 +2,38 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import abort, flash, redirect, render_template, request, url_for
-from sqlalchemy import func, select
+from flask_login import current_user
+from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from ..emails import RenderedEmail, preview_digest
 from ..extensions import db
 from ..models import Delivery, DeliveryKind, DeliveryStatus, Digest, DigestStatus, utcnow
-from ..sending import queue_message
+from ..sending import (
+    InvalidTransition,
+    cancel_digest,
+    digest_counts,
+    pause_digest,
+    queue_message,
+    resume_digest,
+    schedule_digest,
+)
 from ..subscribers import InvalidAddress, normalise_email
-from .base import bp
+from .base import admin_zone, bp, local_input_to_utc, utc_to_local_input
 from .frames import IFRAME_SANDBOX, framed_html
 
 FAILURES_SHOWN = 50
 # While a digest goes out its dashboard reloads itself this often (seconds).
 REFRESH_SECONDS = 5
 LIVE_STATUSES = (DigestStatus.SCHEDULED, DigestStatus.SENDING)
+PAUSE_REASON_MAX = 500
+
+
+class ScheduleInvalid(ValueError):
+    """A send time or action the admin entered that cannot be used; the message says why."""
 
 
 def _digest_or_404(digest_id: int) -> Digest:
@@ -43,15 +59,7 @@ def iframe_sandbox() -> str:
 @bp.app_template_global()
 def delivery_counts(digest_id: int) -> dict[str, int]:
     """A digest's deliveries by status, every status listed; test sends are not counted."""
-    counts = {str(status): 0 for status in DeliveryStatus}
-    rows = db.session.execute(
-        select(Delivery.status, func.count())
-        .where(Delivery.digest_id == digest_id, Delivery.kind != DeliveryKind.TEST)
-        .group_by(Delivery.status)
-    )
-    for status, count in rows:
-        counts[status] = int(count)
-    return counts
+    return digest_counts(digest_id)
 
 
 @bp.app_template_global()
@@ -120,3 +128,108 @@ def digest_delivery(digest_id: int) -> str:
         digest=digest,
         refresh=REFRESH_SECONDS if digest.status in LIVE_STATUSES else None,
     )
+
+
+@bp.app_template_global()
+def schedule_input(digest: Digest) -> str:
+    """The digest's send time as a datetime-local value in the admin's time zone."""
+    return utc_to_local_input(digest.send_at, admin_zone())
+
+
+@bp.app_template_global()
+def admin_zone_name() -> str:
+    """The admin's time zone name, shown beside times they type."""
+    return str(admin_zone())
+
+
+def send_time(value: str, now: datetime) -> datetime:
+    """A send time typed in the admin's time zone, as aware UTC; it must be in the future."""
+    parsed = local_input_to_utc(value, admin_zone())
+    if isinstance(parsed, str):
+        raise ScheduleInvalid(
+            "Enter the date and time to send, e.g. 2026-12-01T09:00."
+            if not parsed
+            else f"“{parsed[:40]}” is not a date and time."
+        )
+    if parsed <= now:
+        raise ScheduleInvalid("That time has passed: choose a later one, or send now.")
+    return parsed
+
+
+def _back(digest_id: int) -> Response:
+    """Back to the digest's schedule section."""
+    return redirect(url_for("admin.digest_edit", digest_id=digest_id, _anchor="schedule"))
+
+
+def _refused(digest_id: int, message: str) -> Response:
+    """Undo the attempt and say why it was refused."""
+    db.session.rollback()
+    flash(message, "error")
+    return _back(digest_id)
+
+
+@bp.post("/digests/<int:digest_id>/schedule")
+def digest_schedule(digest_id: int) -> Response:
+    """Schedule the digest for a time in the admin's zone, or send it now."""
+    digest = _digest_or_404(digest_id)
+    now = utcnow()
+    try:
+        when = (
+            None
+            if request.form.get("when") == "now"
+            else send_time(request.form.get("send_at", ""), now)
+        )
+        schedule_digest(digest, when, now)
+    except (ScheduleInvalid, InvalidTransition) as exc:
+        return _refused(digest_id, f"Not scheduled: {exc}")
+    db.session.commit()
+    if when is None:
+        flash("The digest is going out now.")
+    else:
+        flash(
+            f"Scheduled for {utc_to_local_input(when, admin_zone()).replace('T', ' ')} "
+            f"({admin_zone_name()})."
+        )
+    return redirect(url_for("admin.digest_delivery", digest_id=digest_id))
+
+
+@bp.post("/digests/<int:digest_id>/pause")
+def digest_pause(digest_id: int) -> Response:
+    """Pause a scheduled or sending digest, with a reason shown on its dashboard."""
+    digest = _digest_or_404(digest_id)
+    reason = " ".join(request.form.get("reason", "").split())[:PAUSE_REASON_MAX]
+    try:
+        pause_digest(digest, reason or f"paused by {current_user.email}", utcnow())
+    except InvalidTransition as exc:
+        return _refused(digest_id, f"Not paused: {exc}")
+    db.session.commit()
+    flash("Paused: nothing more goes out until you resume it.")
+    return _back(digest_id)
+
+
+@bp.post("/digests/<int:digest_id>/resume")
+def digest_resume(digest_id: int) -> Response:
+    """Carry on with a paused digest."""
+    digest = _digest_or_404(digest_id)
+    try:
+        resume_digest(digest, utcnow())
+    except InvalidTransition as exc:
+        return _refused(digest_id, f"Not resumed: {exc}")
+    db.session.commit()
+    flash("Resumed.")
+    return _back(digest_id)
+
+
+@bp.post("/digests/<int:digest_id>/cancel")
+def digest_cancel(digest_id: int) -> Response:
+    """Cancel a digest that has not finished, once the admin has ticked the confirmation."""
+    digest = _digest_or_404(digest_id)
+    if request.form.get("confirm") != "yes":
+        return _refused(digest_id, "Not cancelled: tick the box to confirm.")
+    try:
+        skipped = cancel_digest(digest, utcnow())
+    except InvalidTransition as exc:
+        return _refused(digest_id, f"Not cancelled: {exc}")
+    db.session.commit()
+    flash(f"Cancelled; {skipped} queued messages will not be sent.")
+    return _back(digest_id)

@@ -5,7 +5,13 @@ from __future__ import annotations
 from flask import abort, render_template
 from werkzeug.wrappers import Response
 
-from ..outbox import OutboxMessage, OutboxNotFound, list_outbox, outbox_directory, read_outbox_message
+from ..outbox import (
+    OutboxMessage,
+    OutboxNotFound,
+    list_outbox,
+    outbox_directory,
+    read_outbox_message,
+)
 from .base import bp
 from .frames import framed_html
 
