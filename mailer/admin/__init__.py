@@ -4,11 +4,33 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import api_tokens, auth, delivery, digests, films, home, outbox, subscribers
+from . import (
+    api_tokens,
+    auth,
+    delivery,
+    digests,
+    films,
+    home,
+    imports,
+    outbox,
+    subscriber_actions,
+    subscribers,
+)
 from .base import bp, format_local
 
 # Importing the view modules attaches their routes to bp.
-VIEW_MODULES = (api_tokens, auth, delivery, digests, films, home, outbox, subscribers)
+VIEW_MODULES = (
+    api_tokens,
+    auth,
+    delivery,
+    digests,
+    films,
+    home,
+    imports,
+    outbox,
+    subscriber_actions,
+    subscribers,
+)
 
 
 def init_app(app: Flask) -> None:
