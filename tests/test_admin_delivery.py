@@ -270,7 +270,7 @@ def test_send_now_and_watch_the_dashboard_reach_sent(app: Flask, admin_client: F
     assert _digest_row(app, digest_id).status == DigestStatus.SENT
     dashboard = admin_client.get(f"/admin/digests/{digest_id}/delivery").get_data(as_text=True)
     assert 'http-equiv="refresh"' not in dashboard
-    assert '<progress id="progress-%d" max="3" value="3">' % digest_id in dashboard
+    assert f'<progress id="progress-{digest_id}" max="3" value="3">' in dashboard
     assert '<dd data-status="sent">3</dd>' in dashboard  # the test send is not counted
     assert "No failures." in dashboard
 
@@ -292,7 +292,7 @@ def test_dashboard_lists_failures_with_their_reasons(app: Flask, admin_client: F
         db.session.commit()
     dashboard = admin_client.get(f"/admin/digests/{digest_id}/delivery").get_data(as_text=True)
     assert "550 5.1.1 &lt;b&gt;no such user&lt;/b&gt;" in dashboard
-    assert f'max="2" value="1"' in dashboard
+    assert 'max="2" value="1"' in dashboard
     assert f"/admin/subscribers/{ids[0]}" in dashboard
     page = admin_client.get(f"/admin/digests/{digest_id}").get_data(as_text=True)
     assert '<dd data-status="failed">1</dd>' in page and "delivery dashboard" in page
@@ -313,7 +313,9 @@ def test_outbox_lists_newest_first_and_shows_messages_inert(
         "From: news@example.org\r\nTo: a@example.org\r\nSubject: {subject}\r\n"
         "Date: Wed, 25 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n"
         'Content-Type: multipart/alternative; boundary="b"\r\n\r\n'
-        "--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n<script>alert(1)</script> {{{{ config }}}}\r\n"
+        "--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        ""
+        "<script>alert(1)</script> {{{{ config }}}}\r\n"
         "--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
         '<html><head></head><body><a href="https://example.org/film">film</a>'
         "<script>alert(2)</script></body></html>\r\n--b--\r\n"
