@@ -82,7 +82,7 @@ def test_preview_frame_and_text_part(app: Flask, admin_client: FlaskClient) -> N
     frame = re.search(r'<iframe src="([^"]+)"\s+sandbox="([^"]*)"', page)
     assert frame is not None
     assert "allow-scripts" not in frame.group(2) and "allow-same-origin" not in frame.group(2)
-    assert 'class="raw">' in page and "The Island" in page  # the text part beside it
+    assert 'class="raw" tabindex="0"' in page and "The Island" in page  # the text part beside it
     html = admin_client.get(frame.group(1).replace("&amp;", "&"))
     assert html.status_code == 200
     assert html.headers["X-Frame-Options"] == "SAMEORIGIN"
