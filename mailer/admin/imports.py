@@ -16,6 +16,7 @@ from flask_login import current_user
 
 from ..extensions import db
 from ..models import utcnow
+from ..sending import is_suppressed
 from ..subscribers import (
     AddressSuppressed,
     ConsentContext,
@@ -24,7 +25,6 @@ from ..subscribers import (
     InvalidTopics,
     Topic,
     import_subscriber,
-    is_suppressed,
     normalise_email,
     parse_topics,
 )
