@@ -1,8 +1,10 @@
-"""The digest preview and delivery dashboard in a real browser, under the site's CSP.
+"""The admin digest preview and delivery dashboard in a real browser, under the site's CSP.
 
 The preview's HTML is a separate page shown in a sandboxed frame with its own policy: the frame
 must render (styles and all) without a CSP violation, and hostile digest text must stay text.
 The page watch fails the test on any dialog or console error, CSP reports included.
+(Named to run after test_embed_browser, which needs to start its own Playwright driver before
+the session-wide one of the other modules starts.)
 """
 
 from __future__ import annotations
