@@ -13,6 +13,7 @@ from flask import Flask
 from . import (
     admin,
     api,
+    archive,
     backends,
     early_access,
     embed,
@@ -80,5 +81,6 @@ def register_features(app: Flask) -> None:
         admin,
         api,
         embed,
+        archive,
     ):
         module.init_app(app)

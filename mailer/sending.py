@@ -337,11 +337,11 @@ def cancel_digest(digest: Digest, now: datetime) -> int:
 
 
 def digest_counts(digest_id: int) -> dict[str, int]:
-    """How many of a digest's deliveries are in each status (every status present, 0 if none)."""
+    """A digest's deliveries in each status (every status present); test sends are not counted."""
     counts = {str(status): 0 for status in DeliveryStatus}
     rows = db.session.execute(
         select(Delivery.status, func.count())
-        .where(Delivery.digest_id == digest_id)
+        .where(Delivery.digest_id == digest_id, Delivery.kind != DeliveryKind.TEST)
         .group_by(Delivery.status)
     )
     for status, count in rows:

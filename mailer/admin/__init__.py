@@ -4,11 +4,35 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import auth, digests, embed_forms, films, home, subscribers
+from . import (
+    api_tokens,
+    auth,
+    delivery,
+    digests,
+    embed_forms,
+    films,
+    home,
+    imports,
+    outbox,
+    subscriber_actions,
+    subscribers,
+)
 from .base import bp, format_local
 
 # Importing the view modules attaches their routes to bp.
-VIEW_MODULES = (auth, digests, embed_forms, films, home, subscribers)
+VIEW_MODULES = (
+    api_tokens,
+    auth,
+    delivery,
+    digests,
+    embed_forms,
+    films,
+    home,
+    imports,
+    outbox,
+    subscriber_actions,
+    subscribers,
+)
 
 
 def init_app(app: Flask) -> None:

@@ -8,6 +8,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
+from ..early_access import open_counts
 from ..extensions import db
 from ..films import FILM_FIELDS, FilmInUse, FilmInvalid, delete_film, save_film
 from ..models import Film
@@ -45,11 +46,11 @@ def _film_or_404(film_id: int) -> Film:
 
 @bp.get("/films")
 def films() -> str:
-    """Every film, newest release first."""
+    """Every film, newest release first, with how many subscribers opened its early access."""
     rows = db.session.scalars(
         select(Film).order_by(Film.release_date.desc().nulls_last(), Film.title)
     )
-    return render_template("admin/films.html", films=list(rows))
+    return render_template("admin/films.html", films=list(rows), opens=open_counts())
 
 
 @bp.route("/films/new", methods=["GET", "POST"])
