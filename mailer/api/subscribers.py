@@ -55,7 +55,7 @@ class SubscriberSchema(ma.Schema):
 
 
 class SubscribeSchema(ma.Schema):
-    """An address to invite: it receives a confirmation e-mail and is subscribed once it confirms."""
+    """An address to invite: it gets a confirmation e-mail and is subscribed once it confirms."""
 
     email = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=EMAIL_MAX))
     topics = ma.fields.List(
