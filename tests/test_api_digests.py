@@ -292,7 +292,10 @@ def test_a_past_send_at_means_now(client, auth) -> None:
     assert before <= datetime.fromisoformat(response.get_json()["send_at"]) <= utcnow()
 
 
-@pytest.mark.parametrize("send_at", ["2030-01-01T10:00:00", "tomorrow", 5])
+@pytest.mark.parametrize(
+    "send_at",
+    ["2030-01-01T10:00:00", "tomorrow", 5, "9999-12-31T23:59:59-05:00", "9999-06-01T00:00:00Z"],
+)
 def test_send_at_needs_a_zone(client, auth, send_at) -> None:
     digest = create(client, auth)
     response = client.post(

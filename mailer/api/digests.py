@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any, NoReturn
 
 import marshmallow as ma
@@ -36,6 +37,7 @@ from .pagination import InvalidCursor, Page, PageArgs, page_schema, paginate
 bp = make_blueprint("digests", "/digests", "Newsletter issues: compose them and send them.")
 
 PAUSE_REASON_MAX = 500
+LAST_YEAR = 9998  # the last year every database and datetime arithmetic here can hold
 DEFAULT_PAUSE_REASON = "paused through the API"
 # What each action needs the digest to be in, for the 409's message (the engine decides).
 NEEDS = {
@@ -167,6 +169,18 @@ class SendSchema(ma.Schema):
         allow_none=True,
         metadata={"description": "ISO 8601 with a zone; left out, null or past: now"},
     )
+
+    @ma.post_load
+    def _in_utc(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """send_at in UTC, as stored; a time that has none (year 9999 and beyond) is refused."""
+        if data.get("send_at") is not None:
+            try:
+                data["send_at"] = data["send_at"].astimezone(UTC)
+            except OverflowError:
+                raise ma.ValidationError("is too far in the future", "send_at") from None
+            if data["send_at"].year > LAST_YEAR:
+                raise ma.ValidationError("is too far in the future", "send_at")
+        return data
 
 
 class PauseSchema(ma.Schema):
