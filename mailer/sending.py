@@ -794,7 +794,11 @@ class Sender:
             stats.skipped += 1
             return
         try:
-            message = emails.render_delivery(delivery, subscriber, self.cache)
+            message = emails.render_delivery(delivery, subscriber, self.cache, now)
+        except emails.Undeliverable as exc:
+            self._finish(delivery, DeliveryStatus.SKIPPED, now, f"not sent: {exc}")
+            stats.skipped += 1
+            return
         except Exception as exc:  # a message that cannot be built must not stop the others
             log.exception("delivery %s cannot be rendered", delivery.id)
             self._finish(delivery, DeliveryStatus.FAILED, now, f"cannot render: {exc}")

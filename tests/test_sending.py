@@ -226,10 +226,15 @@ def test_temporary_failures_fail_after_the_retry_deadline(
     app: Flask, smtp_server: ScriptedSMTPServer
 ) -> None:
     smtp_server.add_rule(lambda rcpt: "451 4.2.0 mailbox busy")
-    (subscriber_id,) = add_subscribers(1, prefix="busy")
-    subscriber = db.session.get(Subscriber, subscriber_id)
-    young = queue_message(DeliveryKind.TEST, subscriber, NOW, to_address="young@example.org")
-    old = queue_message(DeliveryKind.TEST, subscriber, NOW, to_address="old@example.org")
+    digest = Digest(subject="Busy week")
+    db.session.add(digest)
+    db.session.flush()
+    young = queue_message(
+        DeliveryKind.TEST, None, NOW, to_address="young@example.org", digest_id=digest.id
+    )
+    old = queue_message(
+        DeliveryKind.TEST, None, NOW, to_address="old@example.org", digest_id=digest.id
+    )
     db.session.flush()
     old.created_at = NOW - timedelta(days=4)
     db.session.commit()
