@@ -377,6 +377,15 @@ def test_openapi_document_describes_the_api(client) -> None:
     assert set(spec["paths"]) == {
         "/api/v1/films",
         "/api/v1/films/{film_id}",
+        "/api/v1/digests",
+        "/api/v1/digests/{digest_id}",
+        "/api/v1/digests/{digest_id}/send",
+        "/api/v1/digests/{digest_id}/pause",
+        "/api/v1/digests/{digest_id}/resume",
+        "/api/v1/digests/{digest_id}/cancel",
+        "/api/v1/digests/{digest_id}/duplicate",
+        "/api/v1/subscribers",
+        "/api/v1/subscribers/{subscriber_id}",
         "/api/v1/suppressions",
         "/api/v1/suppressions/{suppression_id}",
     }

@@ -7,13 +7,13 @@ from typing import Any
 from flask import Flask
 from flask_smorest import Api
 
-from . import errors, films, suppressions
+from . import digests, errors, films, subscribers, suppressions
 from .errors import PREFIX, ErrorSchema
 from .tokens import api_token_cli
 
 API_VERSION = "1.0.0"
-# Every resource of the API; digests and subscribers join this list.
-RESOURCES = (films.bp, suppressions.bp)
+# Every resource of the API.
+RESOURCES = (films.bp, digests.bp, subscribers.bp, suppressions.bp)
 
 
 class MailerApi(Api):
@@ -32,7 +32,8 @@ def init_app(app: Flask) -> None:
     app.config["OPENAPI_JSON_PATH"] = "openapi.json"
     spec_options: dict[str, Any] = {
         "info": {
-            "description": "Manage the documentary newsletter: films, suppressions. "
+            "description": "Manage the documentary newsletter: films, digests, subscribers, "
+            "suppressions. "
             "Authenticate with 'Authorization: Bearer <token>' (`mailer api-token create NAME`)."
         },
         "servers": [{"url": "/"}],
