@@ -143,7 +143,7 @@ def test_admin_sends_alerts_and_sees_counts_and_opens(app, admin_client) -> None
     html = admin_client.get("/admin/early-access").get_data(as_text=True)
     assert "Open Film" in html and "Later Film" in html
     assert "in early access" in html and "not open yet" in html
-    assert html.count("<button type=\"submit\">Send alerts now") == 1  # only the open film
+    assert html.count('<button type="submit">Send alerts now') == 1  # only the open film
 
     response = admin_client.post(
         f"/admin/early-access/{film_id}/alerts", data={"csrf_token": admin_csrf(admin_client)}
