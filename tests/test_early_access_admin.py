@@ -161,6 +161,11 @@ def test_admin_sends_alerts_and_sees_counts_and_opens(app, admin_client) -> None
     app.test_client().get(f"/early/{token}")  # one subscriber opens the link, in their browser
     html = admin_client.get("/admin/early-access").get_data(as_text=True)
     assert "queued: 1, sent: 1" in html
+    response = admin_client.post(
+        f"/admin/early-access/{film_id}/alerts", data={"csrf_token": admin_csrf(admin_client)}
+    )
+    html = admin_client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "every eligible subscriber has this alert already" in html
     assert "<td>1</td>" in html  # subscribers who opened
 
     # A film whose window has not opened: a clear message, nothing queued.

@@ -67,5 +67,8 @@ def early_access_send(film_id: int) -> Response:
         flash(str(error), "error")
         return redirect(url_for("admin.early_access"), 303)
     db.session.commit()
-    flash(f"{film.title}: {added} alert{'s' if added != 1 else ''} queued.", "success")
+    if added:
+        flash(f"{film.title}: {added} alert{'s' if added != 1 else ''} queued.", "success")
+    else:
+        flash(f"{film.title}: every eligible subscriber has this alert already.", "message")
     return redirect(url_for("admin.early_access"), 303)
