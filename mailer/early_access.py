@@ -13,7 +13,16 @@ from werkzeug.wrappers import Response
 
 from .extensions import db
 from .films import in_early_access, is_public
-from .models import EarlyAccessOpen, Film, SubscriberStatus, utcnow
+from .models import (
+    Delivery,
+    DeliveryKind,
+    EarlyAccessOpen,
+    Film,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
+from .sending import _enqueue_for
 from .tokens import InvalidToken, Purpose, subscriber_for
 
 bp = Blueprint("early_access", __name__)
@@ -85,6 +94,39 @@ def open_counts() -> dict[int, int]:
         select(EarlyAccessOpen.film_id, func.count()).group_by(EarlyAccessOpen.film_id)
     )
     return {film_id: count for film_id, count in rows}
+
+
+class AlertsNotOpen(Exception):
+    """Alerts for a film outside its early-access window: nobody may be told yet (or any more)."""
+
+    def __init__(self, film: Film) -> None:
+        super().__init__(f"{film.title} is not in early access, so no alerts can go out.")
+        self.film = film
+
+
+def send_alerts_now(film: Film, now: datetime) -> int:
+    """Queue the film's alert for every eligible subscriber not alerted yet; return how many.
+
+    The same INSERT … SELECT as the worker's, so a subscriber is never alerted twice for a film.
+    """
+    if not in_early_access(film, now):
+        raise AlertsNotOpen(film)
+    if film.early_access_alerted_at is None:
+        film.early_access_alerted_at = now  # the worker then has nothing left to do for it
+    db.session.flush()
+    return _enqueue_for(
+        DeliveryKind.EARLY_ACCESS, Subscriber.wants_early_access.is_(True), now, film_id=film.id
+    )
+
+
+def alert_counts(film_id: int) -> dict[str, int]:
+    """How many of a film's early-access alerts are in each delivery status."""
+    rows = db.session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.kind == DeliveryKind.EARLY_ACCESS, Delivery.film_id == film_id)
+        .group_by(Delivery.status)
+    )
+    return {str(status): count for status, count in rows}
 
 
 def has_grant(film: Film) -> bool:

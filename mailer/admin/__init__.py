@@ -33,6 +33,11 @@ VIEW_MODULES = (
     subscriber_actions,
     subscribers,
 )
+from . import auth, digests, early_access, embed_forms, films, home, subscribers
+from .base import bp, format_local
+
+# Importing the view modules attaches their routes to bp.
+VIEW_MODULES = (auth, digests, early_access, embed_forms, films, home, subscribers)
 
 
 def init_app(app: Flask) -> None:
