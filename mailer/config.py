@@ -95,6 +95,13 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]
         "MAILER_CONFIRM_RESEND_INTERVAL": _int(env, "MAILER_CONFIRM_RESEND_INTERVAL", 600),
         "MAILER_PURGE_UNCONFIRMED_DAYS": _int(env, "MAILER_PURGE_UNCONFIRMED_DAYS", 30),
         "MAILER_RETRY_DEADLINE": _int(env, "MAILER_RETRY_DEADLINE", 3 * 24 * 3600),
+        # Sending engine tuning; the defaults suit production, tests shorten them.
+        "MAILER_RETRY_DELAY": _float(env, "MAILER_RETRY_DELAY", 60.0),
+        "MAILER_LEASE_SECONDS": _float(env, "MAILER_LEASE_SECONDS", 300.0),
+        "MAILER_SEND_BATCH": _int(env, "MAILER_SEND_BATCH", 100),
+        "MAILER_PAUSE_AFTER_CONNECTION_ERRORS": _int(
+            env, "MAILER_PAUSE_AFTER_CONNECTION_ERRORS", 10
+        ),
         "MAILER_DIGEST_SCHEDULE": env.get("MAILER_DIGEST_SCHEDULE", ""),
         "MAILER_TIMEZONE": env.get("MAILER_TIMEZONE", "UTC"),
         "MAILER_RATELIMIT_STORAGE_URL": env.get("MAILER_RATELIMIT_STORAGE_URL", "memory://"),

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     Date,
@@ -375,3 +376,13 @@ class EarlyAccessOpen(Model):
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (UniqueConstraint("film_id", "opener_hash"),)
+
+
+class SendWindow(Model):
+    """Messages granted in one time window, shared by every worker to cap MAILER_SEND_RATE."""
+
+    __tablename__ = "send_windows"
+
+    # The window's number: seconds since the epoch divided by the window length.
+    window: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    used: Mapped[int] = mapped_column(Integer, default=0)

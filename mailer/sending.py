@@ -1,14 +1,167 @@
-"""The delivery journal: enqueue messages, and skip what must no longer be sent."""
+"""The delivery journal: enqueue, claim, send, retry and finish; the digest lifecycle."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import hashlib
+import logging
+import math
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from flask import Flask
-from sqlalchemy import update
+from flask import Flask, current_app
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    delete,
+    event,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.types import String
 
+from . import emails
+from .backends import (
+    Backend,
+    PermanentFailure,
+    SenderMisconfigured,
+    TemporaryFailure,
+)
 from .extensions import db
-from .models import Delivery, DeliveryKind, DeliveryStatus, Subscriber
+from .models import (
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    Digest,
+    DigestStatus,
+    Film,
+    SendWindow,
+    Subscriber,
+    SubscriberStatus,
+    Suppression,
+    SuppressionReason,
+    UTCDateTime,
+)
+
+log = logging.getLogger("mailer.sending")
+
+# Deliveries still to be sent: a digest is finished only when none of its rows is in these.
+OPEN_STATUSES = (DeliveryStatus.QUEUED, DeliveryStatus.CLAIMED)
+# Retries never wait longer than this between two attempts.
+MAX_RETRY_DELAY = 6 * 3600.0
+# Deliveries sent per transaction: a crash resends at most this many per connection.
+GROUP_SIZE = 20
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+class InvalidTransition(Exception):
+    """A digest cannot move from its current status to the one asked for."""
+
+    def __init__(self, digest: Digest, action: str) -> None:
+        super().__init__(f"digest {digest.id} is {digest.status}; it cannot be {action}")
+        self.digest_id = digest.id
+        self.status = digest.status
+        self.action = action
+
+
+# --- suppression hashes -------------------------------------------------------------------------
+
+
+def normalise_address(address: str) -> str:
+    """The form of an address that suppression hashes are taken of."""
+    return address.strip().lower()
+
+
+def email_hash(address: str) -> str:
+    """The suppression-list key of an address: hex SHA-256 of its normalised form."""
+    return hashlib.sha256(normalise_address(address).encode("utf-8")).hexdigest()
+
+
+class sql_email_hash(FunctionElement[str]):
+    """email_hash() computed by the database, so eligibility stays one set-based query."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(sql_email_hash, "postgresql")
+def _email_hash_postgresql(element: sql_email_hash, compiler: Any, **kw: Any) -> str:
+    """PostgreSQL: sha256() of the lower-cased, trimmed address, as hex."""
+    arg = compiler.process(element.clauses, **kw)
+    return f"encode(sha256(convert_to(lower(btrim({arg})), 'UTF8')), 'hex')"
+
+
+@compiles(sql_email_hash, "sqlite")
+def _email_hash_sqlite(element: sql_email_hash, compiler: Any, **kw: Any) -> str:
+    """SQLite: a Python function registered on every connection."""
+    return f"mailer_email_hash({compiler.process(element.clauses, **kw)})"
+
+
+@event.listens_for(Engine, "connect")
+def _register_sqlite_functions(dbapi_connection: Any, connection_record: Any) -> None:
+    """Give SQLite connections the functions our queries use."""
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        dbapi_connection.create_function(
+            "mailer_email_hash",
+            1,
+            lambda value: None if value is None else email_hash(value),
+            deterministic=True,
+        )
+
+
+def _not_suppressed() -> ColumnElement[bool]:
+    """The subscriber's address is not on the suppression list."""
+    return ~exists().where(Suppression.email_hash == sql_email_hash(Subscriber.email))
+
+
+def is_suppressed(address: str) -> bool:
+    """Whether an address is on the suppression list."""
+    found = db.session.scalar(
+        select(Suppression.id).where(Suppression.email_hash == email_hash(address))
+    )
+    return found is not None
+
+
+def suppress(address: str, reason: SuppressionReason, now: datetime, note: str = "") -> None:
+    """Put an address on the suppression list (once; a second call changes nothing)."""
+    stmt = (
+        _insert(Suppression.__table__)
+        .values(
+            email_hash=email_hash(address),
+            email=normalise_address(address),
+            reason=reason,
+            note=note[:2000],
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["email_hash"])
+    )
+    db.session.execute(stmt)
+
+
+def _insert(table: Any) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT DO NOTHING."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        return pg_insert(table)
+    return sqlite_insert(table)
+
+
+# --- enqueueing ---------------------------------------------------------------------------------
 
 
 def queue_message(
@@ -45,5 +198,702 @@ def skip_pending_for(subscriber_id: int, reason: str) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
+def _enqueue_for(
+    kind: DeliveryKind,
+    topic: ColumnElement[bool],
+    now: datetime,
+    *,
+    digest_id: int | None = None,
+    film_id: int | None = None,
+) -> int:
+    """One INSERT … SELECT … ON CONFLICT DO NOTHING of a delivery per eligible subscriber."""
+    columns = [
+        "kind",
+        "status",
+        "digest_id",
+        "film_id",
+        "subscriber_id",
+        "attempts",
+        "next_attempt_at",
+        "created_at",
+        "last_error",
+    ]
+    eligible = select(
+        literal(str(kind), String()),
+        literal(str(DeliveryStatus.QUEUED), String()),
+        literal(digest_id, db.Integer()),
+        literal(film_id, db.Integer()),
+        Subscriber.id,
+        literal(0, db.Integer()),
+        literal(now, UTCDateTime()),
+        literal(now, UTCDateTime()),
+        literal("", String()),
+    ).where(Subscriber.status == SubscriberStatus.CONFIRMED, topic, _not_suppressed())
+    conflict = (
+        ["digest_id", "subscriber_id"] if digest_id is not None else ["film_id", "subscriber_id"]
+    )
+    stmt = (
+        _insert(Delivery.__table__)
+        .from_select(columns, eligible)
+        .on_conflict_do_nothing(index_elements=conflict)
+        # Drivers report an INSERT's row count only when asked to keep it.
+        .execution_options(preserve_rowcount=True)
+    )
+    result = db.session.execute(stmt)
+    return max(int(result.rowcount or 0), 0)  # type: ignore[attr-defined]
+
+
+def enqueue_digest(digest_id: int, now: datetime) -> int:
+    """Queue the digest for every eligible subscriber; return how many rows were added."""
+    return _enqueue_for(
+        DeliveryKind.DIGEST, Subscriber.wants_digest.is_(True), now, digest_id=digest_id
+    )
+
+
+def enqueue_early_access_alerts(now: datetime) -> int:
+    """Queue alerts for films whose early access opened; each film is claimed by one worker."""
+    today = now.astimezone(UTC).date()
+    film_ids = db.session.scalars(
+        select(Film.id).where(
+            Film.early_access_at <= now,
+            Film.early_access_alerted_at.is_(None),
+            Film.release_date > today,
+        )
+    ).all()
+    total = 0
+    for film_id in film_ids:
+        # Compare-and-set: only the worker whose UPDATE hits the row enqueues the alerts.
+        claimed = db.session.execute(
+            update(Film)
+            .where(Film.id == film_id, Film.early_access_alerted_at.is_(None))
+            .values(early_access_alerted_at=now)
+        )
+        if not claimed.rowcount:  # type: ignore[attr-defined]
+            db.session.rollback()
+            continue
+        added = _enqueue_for(
+            DeliveryKind.EARLY_ACCESS,
+            Subscriber.wants_early_access.is_(True),
+            now,
+            film_id=film_id,
+        )
+        db.session.commit()
+        log.info("film %s: early access opened, %d alerts queued", film_id, added)
+        total += added
+    return total
+
+
+# --- digest lifecycle ---------------------------------------------------------------------------
+
+
+def _move(digest: Digest, new: DigestStatus, now: datetime, note: str = "") -> None:
+    """Change a digest's status and say so in the log."""
+    old = digest.status
+    digest.status = new
+    digest.updated_at = now
+    log.info("digest %s: %s -> %s%s", digest.id, old, new, f" ({note})" if note else "")
+
+
+def schedule_digest(digest: Digest, send_at: datetime | None, now: datetime) -> None:
+    """Schedule a draft (or reschedule a scheduled) digest for send_at, or now when None."""
+    if digest.status not in (DigestStatus.DRAFT, DigestStatus.SCHEDULED):
+        raise InvalidTransition(digest, "scheduled")
+    digest.send_at = send_at or now
+    _move(digest, DigestStatus.SCHEDULED, now, f"send at {digest.send_at.isoformat()}")
+
+
+def pause_digest(digest: Digest, reason: str, now: datetime) -> None:
+    """Stop a scheduled or sending digest; queued deliveries wait, the reason is shown."""
+    if digest.status not in (DigestStatus.SCHEDULED, DigestStatus.SENDING, DigestStatus.PAUSED):
+        raise InvalidTransition(digest, "paused")
+    digest.pause_reason = reason
+    _move(digest, DigestStatus.PAUSED, now, reason)
+
+
+def resume_digest(digest: Digest, now: datetime) -> None:
+    """Carry on with a paused digest where it stopped."""
+    if digest.status != DigestStatus.PAUSED:
+        raise InvalidTransition(digest, "resumed")
+    digest.pause_reason = ""
+    _move(
+        digest,
+        DigestStatus.SENDING if digest.started_at is not None else DigestStatus.SCHEDULED,
+        now,
+    )
+
+
+def cancel_digest(digest: Digest, now: datetime) -> int:
+    """Cancel a digest that is not finished; its queued deliveries are skipped (returned)."""
+    if digest.status in (DigestStatus.SENT, DigestStatus.CANCELLED):
+        raise InvalidTransition(digest, "cancelled")
+    skipped = db.session.execute(
+        update(Delivery)
+        .where(Delivery.digest_id == digest.id, Delivery.status == DeliveryStatus.QUEUED)
+        .values(status=DeliveryStatus.SKIPPED, last_error="digest cancelled")
+    )
+    digest.finished_at = now
+    _move(digest, DigestStatus.CANCELLED, now)
+    return int(skipped.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def digest_counts(digest_id: int) -> dict[str, int]:
+    """How many of a digest's deliveries are in each status (every status present, 0 if none)."""
+    counts = {str(status): 0 for status in DeliveryStatus}
+    rows = db.session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.digest_id == digest_id)
+        .group_by(Delivery.status)
+    )
+    for status, count in rows:
+        counts[status] = int(count)
+    return counts
+
+
+def start_due_digests(now: datetime) -> list[int]:
+    """Start every scheduled digest whose time has come: enqueue it and mark it sending."""
+    started: list[int] = []
+    due = db.session.scalars(
+        select(Digest.id).where(Digest.status == DigestStatus.SCHEDULED, Digest.send_at <= now)
+    ).all()
+    for digest_id in due:
+        # Compare-and-set, so two workers never start (and enqueue) the same digest twice.
+        moved = db.session.execute(
+            update(Digest)
+            .where(Digest.id == digest_id, Digest.status == DigestStatus.SCHEDULED)
+            .values(status=DigestStatus.SENDING, started_at=now, updated_at=now)
+        )
+        if not moved.rowcount:  # type: ignore[attr-defined]
+            db.session.rollback()
+            continue
+        queued = enqueue_digest(digest_id, now)
+        db.session.commit()
+        log.info("digest %s: scheduled -> sending (%d deliveries queued)", digest_id, queued)
+        started.append(digest_id)
+    return started
+
+
+def finish_digests(now: datetime) -> list[int]:
+    """Mark sent every sending digest that has no delivery left queued or claimed."""
+    still_open = exists().where(Delivery.digest_id == Digest.id, Delivery.status.in_(OPEN_STATUSES))
+    candidates = db.session.scalars(
+        select(Digest.id).where(Digest.status == DigestStatus.SENDING, ~still_open)
+    ).all()
+    finished: list[int] = []
+    for digest_id in candidates:
+        moved = db.session.execute(
+            update(Digest)
+            .where(Digest.id == digest_id, Digest.status == DigestStatus.SENDING, ~still_open)
+            .values(status=DigestStatus.SENT, finished_at=now, updated_at=now)
+        )
+        db.session.commit()
+        if moved.rowcount:  # type: ignore[attr-defined]
+            counts = digest_counts(digest_id)
+            log.info(
+                "digest %s: sending -> sent (%d sent, %d failed, %d skipped)",
+                digest_id,
+                counts[DeliveryStatus.SENT],
+                counts[DeliveryStatus.FAILED],
+                counts[DeliveryStatus.SKIPPED],
+            )
+            finished.append(digest_id)
+    return finished
+
+
+def _pause_for_error(digest_id: int, reason: str, now: datetime) -> None:
+    """Pause a digest because our side is failing; nobody is blamed."""
+    moved = db.session.execute(
+        update(Digest)
+        .where(
+            Digest.id == digest_id,
+            Digest.status.in_((DigestStatus.SENDING, DigestStatus.SCHEDULED)),
+        )
+        .values(status=DigestStatus.PAUSED, pause_reason=reason[:2000], updated_at=now)
+    )
+    if moved.rowcount:  # type: ignore[attr-defined]
+        log.warning("digest %s: sending -> paused (%s)", digest_id, reason)
+
+
+# --- claiming -----------------------------------------------------------------------------------
+
+
+def _claimable(now: datetime) -> ColumnElement[bool]:
+    """Due queued rows, and rows whose lease ran out (their worker died), of live digests.
+
+    Only the digest's own deliveries wait for it to be sending: a test send of a draft goes now.
+    """
+    live_digest = or_(
+        Delivery.kind != DeliveryKind.DIGEST,
+        Delivery.digest_id.in_(select(Digest.id).where(Digest.status == DigestStatus.SENDING)),
+    )
+    return and_(
+        or_(
+            and_(Delivery.status == DeliveryStatus.QUEUED, Delivery.next_attempt_at <= now),
+            and_(Delivery.status == DeliveryStatus.CLAIMED, Delivery.lease_until < now),
+        ),
+        live_digest,
+    )
+
+
+def claim_batch(worker: str, now: datetime, limit: int, lease_seconds: float) -> list[int]:
+    """Lease up to ``limit`` due deliveries to ``worker``; return the ids actually leased.
+
+    PostgreSQL locks the candidates with FOR UPDATE SKIP LOCKED, so workers never wait for
+    each other; SQLite ignores FOR UPDATE, and there the repeated condition in the UPDATE is
+    the compare-and-set: a row another worker took in between is simply not updated.
+    """
+    candidates: Select[Any] = (
+        select(Delivery.id)
+        .where(_claimable(now))
+        .order_by(Delivery.next_attempt_at, Delivery.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    # Two statements, not UPDATE … WHERE id IN (subquery): PostgreSQL may run such a subquery
+    # more than once and so lease more than ``limit`` rows.
+    wanted = db.session.scalars(candidates).all()
+    if not wanted:
+        db.session.commit()
+        return []
+    result = db.session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(wanted), _claimable(now))
+        .values(
+            status=DeliveryStatus.CLAIMED,
+            claimed_by=worker,
+            lease_until=now + timedelta(seconds=lease_seconds),
+        )
+        .returning(Delivery.id)
+        .execution_options(synchronize_session=False)
+    )
+    ids = sorted(result.scalars().all())
+    if ids:
+        # Fix each Message-ID before anything is sent, so a resend after a crash reuses it.
+        missing = db.session.scalars(
+            select(Delivery).where(Delivery.id.in_(ids), Delivery.message_id.is_(None))
+        ).all()
+        for delivery in missing:
+            emails.message_id_for(delivery)
+    db.session.commit()
+    return ids
+
+
+def release(ids: Sequence[int], worker: str) -> int:
+    """Give leased deliveries back to the queue untouched (e.g. the digest was paused)."""
+    if not ids:
+        return 0
+    result = db.session.execute(
+        update(Delivery)
+        .where(
+            Delivery.id.in_(list(ids)),
+            Delivery.status == DeliveryStatus.CLAIMED,
+            Delivery.claimed_by == worker,
+        )
+        .values(status=DeliveryStatus.QUEUED, claimed_by=None, lease_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def count_due(now: datetime) -> int:
+    """How many deliveries could be claimed right now."""
+    return int(
+        db.session.scalar(select(func.count()).select_from(Delivery).where(_claimable(now))) or 0
+    )
+
+
+# --- rate limit ---------------------------------------------------------------------------------
+
+
+class SendRate:
+    """A fixed-window counter in the database that caps messages per second over all workers."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.time) -> None:
+        self.rate = rate
+        self.clock = clock
+        # Rates under 1/s use longer windows of one message each.
+        self.window = max(1, math.ceil(1 / rate)) if rate > 0 else 1
+        self.allowance = max(1, math.floor(rate * self.window)) if rate > 0 else 0
+
+    def acquire(self, wanted: int) -> int:
+        """Block until at least one message may go; return how many may go now (≤ wanted)."""
+        if self.rate <= 0:
+            return wanted
+        while True:
+            number = int(self.clock() // self.window)
+            granted = self._take(number, min(wanted, self.allowance))
+            if granted:
+                return granted
+            time.sleep(max((number + 1) * self.window - self.clock(), 0.005))
+
+    def _take(self, number: int, wanted: int) -> int:
+        """Count ``wanted`` messages against window ``number``; return how many fit."""
+        db.session.execute(
+            _insert(SendWindow.__table__)
+            .values(window=number, used=0)
+            .on_conflict_do_nothing(index_elements=["window"])
+        )
+        used = db.session.scalar(
+            update(SendWindow)
+            .where(SendWindow.window == number, SendWindow.used < self.allowance)
+            .values(used=SendWindow.used + wanted)
+            .returning(SendWindow.used)
+        )
+        db.session.commit()
+        if used is None:
+            return 0
+        return wanted - max(0, int(used) - self.allowance)
+
+
+def forget_old_windows(now: datetime) -> int:
+    """Delete rate windows older than a minute."""
+    result = db.session.execute(
+        delete(SendWindow).where(SendWindow.window < int(now.timestamp()) - 60)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+# --- sending ------------------------------------------------------------------------------------
+
+
+@dataclass
+class BatchStats:
+    """What happened to the deliveries of one or more batches."""
+
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    skipped: int = 0
+    released: int = 0
+
+    @property
+    def done(self) -> int:
+        """Deliveries that reached an outcome (released ones did not)."""
+        return self.sent + self.retried + self.failed + self.skipped
+
+    def add(self, other: BatchStats) -> None:
+        """Add another batch's numbers to these."""
+        self.sent += other.sent
+        self.retried += other.retried
+        self.failed += other.failed
+        self.skipped += other.skipped
+        self.released += other.released
+
+
+class StopBatch(Exception):
+    """Our own side is failing: stop this batch and give the rest back."""
+
+
+def retry_delay(attempts: int, base: float) -> float:
+    """Exponential back-off with jitter: about base·2^(attempts-1), between half and all of it."""
+    delay = min(base * 2 ** max(attempts - 1, 0), MAX_RETRY_DELAY)
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+@dataclass
+class _Group:
+    """What a group of deliveries needs for its re-check, read under the group's locks."""
+
+    subscribers: dict[int, Subscriber]
+    digest_status: dict[int, str]
+    films: dict[int, Film]
+    suppressed: set[str]
+
+
+def _load_group(deliveries: Sequence[Delivery]) -> _Group:
+    """Read, in a few set-based queries, the current state every re-check of a group needs."""
+    subscriber_ids = {d.subscriber_id for d in deliveries if d.subscriber_id is not None}
+    digest_ids = {d.digest_id for d in deliveries if d.digest_id is not None}
+    film_ids = {d.film_id for d in deliveries if d.film_id is not None}
+    subscribers = {
+        s.id: s
+        for s in db.session.scalars(
+            select(Subscriber)
+            .where(Subscriber.id.in_(subscriber_ids))
+            # PostgreSQL: an unsubscribe must wait for this group's sends (SQLite: already locked).
+            .with_for_update(read=True)
+            .execution_options(populate_existing=True)
+        )
+    }
+    digest_status: dict[int, str] = {
+        row.id: row.status
+        for row in db.session.execute(
+            select(Digest.id, Digest.status).where(Digest.id.in_(digest_ids))
+        )
+    }
+    films = {
+        f.id: f
+        for f in db.session.scalars(
+            select(Film).where(Film.id.in_(film_ids)).execution_options(populate_existing=True)
+        )
+    }
+    addresses = {d.to_address for d in deliveries if d.to_address} | {
+        s.email for s in subscribers.values()
+    }
+    suppressed = set(
+        db.session.scalars(
+            select(Suppression.email_hash).where(
+                Suppression.email_hash.in_({email_hash(a) for a in addresses})
+            )
+        )
+    )
+    return _Group(subscribers, digest_status, films, suppressed)
+
+
+def _skip_reason(
+    delivery: Delivery, subscriber: Subscriber | None, group: _Group, now: datetime
+) -> str:
+    """Why a claimed delivery must not go out now, or "" if it may."""
+    if delivery.kind in (DeliveryKind.DIGEST, DeliveryKind.EARLY_ACCESS):
+        if subscriber is None:
+            return "subscriber deleted"
+        if subscriber.status != SubscriberStatus.CONFIRMED:
+            return f"subscriber {subscriber.status}"
+        if delivery.kind == DeliveryKind.DIGEST and not subscriber.wants_digest:
+            return "digests turned off"
+        if delivery.kind == DeliveryKind.EARLY_ACCESS:
+            if not subscriber.wants_early_access:
+                return "early-access alerts turned off"
+            film = group.films.get(delivery.film_id) if delivery.film_id else None
+            today = now.astimezone(UTC).date()
+            if film is None or film.release_date is None or film.release_date <= today:
+                return "film already public"
+    address = delivery.to_address or (subscriber.email if subscriber is not None else None)
+    if address is None:
+        return "no recipient"
+    if email_hash(address) in group.suppressed:
+        return "address suppressed"
+    return ""
+
+
+class Sender:
+    """Sends claimed deliveries through one backend session, a small group per transaction.
+
+    Each group starts by writing its rows, which takes SQLite's write lock (and the rows' locks
+    on PostgreSQL, with the subscribers locked for share), then re-checks every recipient and
+    sends. So an unsubscribe that committed before is seen, and one that comes during waits for
+    the group's commit: nothing is sent to an address after its unsubscribe has returned. A crash
+    can lose at most one group's outcomes, whose rows are still claimed, and resending those
+    reuses their Message-IDs, fixed when they were claimed.
+    """
+
+    def __init__(self, worker: str, backend: Backend, clock: Callable[[], datetime]) -> None:
+        self.worker = worker
+        self.backend = backend
+        self.clock = clock
+        self.cache = emails.RenderCache()
+        config = current_app.config
+        self.deadline = timedelta(seconds=config["MAILER_RETRY_DEADLINE"])
+        self.retry_base = float(config["MAILER_RETRY_DELAY"])
+        self.pause_after = int(config["MAILER_PAUSE_AFTER_CONNECTION_ERRORS"])
+        self.rate = SendRate(float(config["MAILER_SEND_RATE"]))
+        self.connection_errors = 0
+
+    def send_batch(
+        self, ids: Sequence[int], progress: Callable[[int], None] | None = None
+    ) -> BatchStats:
+        """Send the leased deliveries ``ids`` in one backend session."""
+        stats = BatchStats()
+        started = time.monotonic()
+        remaining = list(ids)
+        try:
+            with self.backend:
+                while remaining:
+                    size = self.rate.acquire(min(GROUP_SIZE, len(remaining)))
+                    group, remaining = remaining[:size], remaining[size:]
+                    try:
+                        self._send_group(group, stats, progress)
+                    except StopBatch:
+                        remaining = group + remaining
+                        raise
+        except StopBatch as stop:
+            log.warning("batch stopped: %s", stop)
+        except TemporaryFailure as exc:
+            # The session could not even be opened: one connection error for the batch.
+            db.session.rollback()
+            self.connection_errors += 1
+            self._connection_error(remaining[0] if remaining else None, str(exc))
+            db.session.commit()
+        finally:
+            db.session.rollback()
+            stats.released += release(remaining, self.worker)
+        elapsed = time.monotonic() - started
+        log.info(
+            "batch of %d: %d sent, %d retried, %d failed, %d skipped, %d given back "
+            "in %.2f s (%.1f/s)",
+            len(ids),
+            stats.sent,
+            stats.retried,
+            stats.failed,
+            stats.skipped,
+            stats.released,
+            elapsed,
+            stats.sent / elapsed if elapsed > 0 else 0.0,
+        )
+        return stats
+
+    def _send_group(
+        self, ids: Sequence[int], stats: BatchStats, progress: Callable[[int], None] | None
+    ) -> None:
+        """Lock, re-check, send and record a group of deliveries; commit once."""
+        now = self.clock()
+        mine = db.session.scalars(
+            update(Delivery)
+            .where(
+                Delivery.id.in_(list(ids)),
+                Delivery.status == DeliveryStatus.CLAIMED,
+                Delivery.claimed_by == self.worker,
+            )
+            .values(attempts=Delivery.attempts + 1)
+            .returning(Delivery.id)
+            .execution_options(synchronize_session=False)
+        ).all()
+        # Rows missing from ``mine`` had their lease run out and belong to another worker now.
+        deliveries = db.session.scalars(
+            select(Delivery)
+            .where(Delivery.id.in_(mine))
+            .order_by(Delivery.id)
+            .execution_options(populate_existing=True)
+        ).all()
+        group = _load_group(deliveries)
+        for index, delivery in enumerate(deliveries):
+            try:
+                self._send_one(delivery, group, now, stats)
+            except StopBatch:
+                # This one is recorded; the rest of the group goes back untouched.
+                for rest in deliveries[index + 1 :]:
+                    rest.attempts -= 1
+                db.session.commit()
+                raise
+            if progress is not None:
+                progress(1)
+        db.session.commit()
+
+    def _send_one(
+        self, delivery: Delivery, group: _Group, now: datetime, stats: BatchStats
+    ) -> None:
+        """Re-check and send one delivery; record its outcome (the group commits)."""
+        subscriber = (
+            group.subscribers.get(delivery.subscriber_id)
+            if delivery.subscriber_id is not None
+            else None
+        )
+        if delivery.kind == DeliveryKind.DIGEST and delivery.digest_id is not None:
+            status = group.digest_status.get(delivery.digest_id)
+            if status in (DigestStatus.CANCELLED, None):
+                self._finish(delivery, DeliveryStatus.SKIPPED, now, "digest cancelled")
+                stats.skipped += 1
+                return
+            if status != DigestStatus.SENDING:
+                self._requeue(delivery, now)
+                stats.released += 1
+                return
+        reason = _skip_reason(delivery, subscriber, group, now)
+        if reason:
+            self._finish(delivery, DeliveryStatus.SKIPPED, now, reason)
+            stats.skipped += 1
+            return
+        try:
+            message = emails.render_delivery(delivery, subscriber, self.cache, now)
+        except emails.Undeliverable as exc:
+            self._finish(delivery, DeliveryStatus.SKIPPED, now, f"not sent: {exc}")
+            stats.skipped += 1
+            return
+        except Exception as exc:  # a message that cannot be built must not stop the others
+            log.exception("delivery %s cannot be rendered", delivery.id)
+            self._finish(delivery, DeliveryStatus.FAILED, now, f"cannot render: {exc}")
+            stats.failed += 1
+            return
+        try:
+            self.backend.send(message)
+        except PermanentFailure as exc:
+            self.connection_errors = 0
+            suppress(message.recipients[0], SuppressionReason.HARD_BOUNCE, now, str(exc))
+            group.suppressed.add(email_hash(message.recipients[0]))
+            self._finish(delivery, DeliveryStatus.FAILED, now, str(exc))
+            stats.failed += 1
+        except SenderMisconfigured as exc:
+            if delivery.kind != DeliveryKind.DIGEST or delivery.digest_id is None:
+                self._retry(delivery, now, str(exc), stats)
+                return
+            _pause_for_error(delivery.digest_id, f"the mail server refused us: {exc}", now)
+            self._requeue(delivery, now, str(exc))
+            stats.released += 1
+            raise StopBatch(str(exc)) from exc
+        except TemporaryFailure as exc:
+            if exc.smtp_code is not None:
+                self.connection_errors = 0
+            else:
+                self.connection_errors += 1
+                if (
+                    self.connection_errors >= self.pause_after
+                    and delivery.kind == DeliveryKind.DIGEST
+                    and delivery.digest_id is not None
+                ):
+                    self._requeue(delivery, now, str(exc))
+                    stats.released += 1
+                    self._connection_error(delivery.id, str(exc))
+                    raise StopBatch(str(exc)) from exc
+            self._retry(delivery, now, str(exc), stats)
+        else:
+            self.connection_errors = 0
+            self._finish(delivery, DeliveryStatus.SENT, now, "")
+            stats.sent += 1
+
+    def _connection_error(self, delivery_id: int | None, error: str) -> None:
+        """After too many connection errors in a row, pause the digest being sent."""
+        if delivery_id is None or self.connection_errors < self.pause_after:
+            return
+        digest_id = db.session.scalar(
+            select(Delivery.digest_id).where(
+                Delivery.id == delivery_id, Delivery.kind == DeliveryKind.DIGEST
+            )
+        )
+        if digest_id is not None:
+            _pause_for_error(
+                digest_id,
+                f"{self.connection_errors} connection errors in a row; last: {error}",
+                self.clock(),
+            )
+        self.connection_errors = 0
+
+    def _finish(self, delivery: Delivery, status: DeliveryStatus, now: datetime, note: str) -> None:
+        """Record a final outcome."""
+        delivery.status = status
+        delivery.last_error = note[:2000]
+        delivery.lease_until = None
+        if status == DeliveryStatus.SENT:
+            delivery.sent_at = now
+
+    def _requeue(self, delivery: Delivery, now: datetime, note: str = "") -> None:
+        """Put a delivery back to the queue without counting the attempt."""
+        delivery.status = DeliveryStatus.QUEUED
+        delivery.attempts = max(delivery.attempts - 1, 0)
+        delivery.claimed_by = None
+        delivery.lease_until = None
+        delivery.next_attempt_at = now
+        if note:
+            delivery.last_error = note[:2000]
+
+    def _retry(self, delivery: Delivery, now: datetime, error: str, stats: BatchStats) -> None:
+        """Back off and try again later, or fail once the retry deadline has passed."""
+        if now - delivery.created_at >= self.deadline:
+            self._finish(delivery, DeliveryStatus.FAILED, now, f"gave up: {error}")
+            stats.failed += 1
+            return
+        delivery.status = DeliveryStatus.QUEUED
+        delivery.claimed_by = None
+        delivery.lease_until = None
+        delivery.last_error = error[:2000]
+        delivery.next_attempt_at = now + timedelta(
+            seconds=retry_delay(delivery.attempts, self.retry_base)
+        )
+        stats.retried += 1
+
+
 def init_app(app: Flask) -> None:
-    """Nothing to register yet: the worker commands come with the sending engine."""
+    """Register the `mailer worker` and `mailer deliver` commands."""
+    from .scheduler import deliver_command, worker_command
+
+    app.cli.add_command(worker_command)
+    app.cli.add_command(deliver_command)

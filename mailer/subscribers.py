@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import hashlib
 import secrets
 import unicodedata
 from collections.abc import Iterable
@@ -30,6 +29,7 @@ from .models import (
     Suppression,
     SuppressionReason,
 )
+from .sending import email_hash, is_suppressed
 from .tokens import ExpiredToken, InvalidToken, Purpose, new_nonce, read_token, subscriber_for
 
 # The words next to the web form's button, shown and recorded verbatim with every consent.
@@ -92,11 +92,6 @@ class ConsentContext:
     form: str = ""
     page_url: str = ""
     consent_text: str = ""
-
-
-def email_hash(address: str) -> str:
-    """The suppression-list key of a normalised address: its SHA-256, hex."""
-    return hashlib.sha256(address.encode()).hexdigest()
 
 
 def normalise_email(raw: str) -> str:
@@ -178,14 +173,6 @@ def _record(
 def find_subscriber(address: str) -> Subscriber | None:
     """The subscriber with this normalised address, if any."""
     return db.session.scalar(select(Subscriber).where(Subscriber.email == address))
-
-
-def is_suppressed(email: str) -> bool:
-    """Whether a normalised address is on the suppression list."""
-    found = db.session.scalar(
-        select(Suppression.id).where(Suppression.email_hash == email_hash(email))
-    )
-    return found is not None
 
 
 def suppress(email: str, reason: SuppressionReason, note: str, now: datetime) -> Suppression:

@@ -27,6 +27,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from wtforms import BooleanField, SelectMultipleField, StringField
 from wtforms.validators import DataRequired, ValidationError
 
+from . import embed
 from .extensions import csrf, db, limiter
 from .models import Subscriber, utcnow
 from .subscribers import (
@@ -174,6 +175,7 @@ def subscribe_page() -> tuple[str, int]:
 
 
 @bp.post("/subscribe")
+@csrf.exempt  # checked below, except for embedded forms: they prove their key and origin instead
 @limiter.limit(_limit("MAILER_SUBSCRIBE_LIMIT_PER_IP", LIMIT_PER_IP))
 @limiter.limit(
     _limit("MAILER_SUBSCRIBE_LIMIT_PER_ADDRESS", LIMIT_PER_ADDRESS),
@@ -182,6 +184,9 @@ def subscribe_page() -> tuple[str, int]:
 )
 def subscribe_post() -> BaseResponse | tuple[str, int]:
     """Start double opt-in; every address, whatever its state, gets the same answer."""
+    if request.form.get("form_key"):
+        return embed.handle_embedded_subscribe()
+    csrf.protect()
     form = SubscribeForm()
     if not form.validate():
         return _render_subscribe(form, 400)

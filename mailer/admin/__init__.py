@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import auth, digests, films, home, subscribers
+from . import auth, digests, embed_forms, films, home, subscribers
 from .base import bp, format_local
 
 # Importing the view modules attaches their routes to bp.
-VIEW_MODULES = (auth, digests, films, home, subscribers)
+VIEW_MODULES = (auth, digests, embed_forms, films, home, subscribers)
 
 
 def init_app(app: Flask) -> None:

@@ -24,7 +24,8 @@ from ..models import (
     SuppressionReason,
     utcnow,
 )
-from ..subscribers import InvalidAddress, email_hash, is_suppressed, normalise_email
+from ..sending import email_hash, is_suppressed
+from ..subscribers import InvalidAddress, normalise_email
 from ..subscribers import suppress as add_suppression
 from .base import bp
 

@@ -12,7 +12,8 @@ from webargs.flaskparser import abort
 from ..admin.subscribers import unsuppress
 from ..extensions import db
 from ..models import EMAIL_MAX, Suppression, SuppressionReason, utcnow
-from ..subscribers import InvalidAddress, email_hash, normalise_email, suppress
+from ..sending import email_hash
+from ..subscribers import InvalidAddress, normalise_email, suppress
 from .base import check_id, current_token, make_blueprint
 from .pagination import InvalidCursor, Page, PageArgs, page_schema, paginate
 

@@ -1,0 +1,357 @@
+"""The worker: APScheduler jobs that start due digests, send what is due, compose recurring ones."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+
+import click
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+
+from .backends import backend_from_url, get_backend
+from .extensions import db
+from .models import Digest, DigestFilm, DigestStatus, Film, utcnow
+from .sending import (
+    BatchStats,
+    Sender,
+    claim_batch,
+    count_due,
+    enqueue_early_access_alerts,
+    finish_digests,
+    forget_old_windows,
+    start_due_digests,
+)
+
+log = logging.getLogger("mailer.scheduler")
+
+TICK_SECONDS = 1.0
+# One tick sends for at most this long, so finishing digests is never held up for long.
+TICK_BUDGET = 20.0
+RECURRING_GRACE = 3600
+HOUSEKEEPING_SECONDS = 3600.0
+
+
+def worker_name() -> str:
+    """This process's name in claimed_by: host and process id."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# --- sending ------------------------------------------------------------------------------------
+
+
+def _sender_loop(
+    app: Flask,
+    worker: str,
+    index: int,
+    budget: float,
+    progress: Callable[[int], None] | None,
+) -> BatchStats:
+    """Claim and send batches on one connection until nothing is due or the budget is spent."""
+    total = BatchStats()
+    with app.app_context():
+        # Each parallel connection needs its own backend object: a session holds one connection.
+        backend = get_backend() if index == 0 else backend_from_url(app.config["MAILER_MAIL_URL"])
+        sender = Sender(worker, backend, utcnow)
+        batch = max(1, int(app.config["MAILER_SEND_BATCH"]))
+        lease = float(app.config["MAILER_LEASE_SECONDS"])
+        deadline = time.monotonic() + budget
+        try:
+            while time.monotonic() < deadline:
+                ids = claim_batch(worker, utcnow(), batch, lease)
+                if not ids:
+                    break
+                stats = sender.send_batch(ids, progress)
+                total.add(stats)
+                if stats.done == 0:
+                    break  # all given back (digest paused, failing server): wait for next tick
+        finally:
+            db.session.remove()
+    return total
+
+
+def send_due(
+    app: Flask, worker: str, budget: float, progress: Callable[[int], None] | None = None
+) -> BatchStats:
+    """Send due deliveries on MAILER_SMTP_CONNECTIONS parallel connections."""
+    connections = max(1, int(app.config["MAILER_SMTP_CONNECTIONS"]))
+    if connections == 1:
+        return _sender_loop(app, worker, 0, budget, progress)
+    lock = threading.Lock()
+
+    def report(n: int) -> None:
+        if progress is not None:
+            with lock:
+                progress(n)
+
+    total = BatchStats()
+    with ThreadPoolExecutor(max_workers=connections, thread_name_prefix="sender") as pool:
+        futures = [
+            pool.submit(_sender_loop, app, f"{worker}/{i}", i, budget, report)
+            for i in range(connections)
+        ]
+        for future in futures:
+            total.add(future.result())
+    return total
+
+
+def prepare(app: Flask, now: datetime) -> None:
+    """Start due digests and queue early-access alerts."""
+    with app.app_context():
+        try:
+            start_due_digests(now)
+            enqueue_early_access_alerts(now)
+        finally:
+            db.session.remove()
+
+
+def finish(app: Flask, now: datetime) -> None:
+    """Mark finished digests sent."""
+    with app.app_context():
+        try:
+            finish_digests(now)
+        finally:
+            db.session.remove()
+
+
+def tick(app: Flask, worker: str) -> None:
+    """The worker's heartbeat: start due digests, queue alerts, send, finish digests."""
+    prepare(app, utcnow())
+    send_due(app, worker, TICK_BUDGET)
+    finish(app, utcnow())
+
+
+# --- recurring digests --------------------------------------------------------------------------
+
+
+def recurring_trigger(expression: str, timezone: str) -> CronTrigger:
+    """The cron schedule; a sixth leading field, if given, is seconds."""
+    fields = expression.split()
+    if len(fields) == 6:
+        second, minute, hour, day, month, day_of_week = fields
+        return CronTrigger(
+            second=second,
+            minute=minute,
+            hour=hour,
+            day=day,
+            month=month,
+            day_of_week=day_of_week,
+            timezone=timezone,
+        )
+    return CronTrigger.from_crontab(expression, timezone=timezone)
+
+
+def latest_slot(trigger: CronTrigger, now: datetime, grace: float) -> datetime | None:
+    """The last time the schedule fired at or before now, within the grace time."""
+    slot: datetime | None = None
+    candidate = trigger.get_next_fire_time(None, now - timedelta(seconds=grace))
+    while candidate is not None and candidate <= now:
+        slot = candidate
+        candidate = trigger.get_next_fire_time(candidate, candidate + timedelta(microseconds=1))
+    return slot
+
+
+def compose_recurring_digest(slot: datetime, now: datetime) -> Digest | None:
+    """Compose and schedule the digest of one period, once; None when done already or nothing new.
+
+    The period's key is unique in the database, so of two workers firing the same slot only one
+    can commit a digest; the other's insert fails and is rolled back.
+    """
+    period_key = slot.astimezone(UTC).isoformat(timespec="seconds")
+    if db.session.scalar(select(Digest.id).where(Digest.period_key == period_key)) is not None:
+        log.info("recurring digest %s: already composed", period_key)
+        return None
+    last = db.session.scalar(
+        select(Digest)
+        .where(Digest.period_key.is_not(None))
+        .order_by(Digest.created_at.desc(), Digest.id.desc())
+        .limit(1)
+    )
+    today = now.astimezone(UTC).date()
+    query = select(Film).where(Film.created_at <= now)
+    if last is not None:
+        featured = select(DigestFilm.film_id).where(DigestFilm.digest_id == last.id)
+        query = query.where(
+            or_(
+                Film.created_at > last.created_at,
+                Film.release_date.between(last.created_at.date(), today),
+            ),
+            Film.id.not_in(featured),
+        )
+    films = db.session.scalars(query.order_by(Film.created_at, Film.id)).all()
+    if not films:
+        log.info("recurring digest %s: nothing new since the last one, skipped", period_key)
+        return None
+    digest = Digest(
+        subject=f"New documentaries: {slot.strftime('%d %B %Y')}",
+        period_key=period_key,
+        status=DigestStatus.SCHEDULED,
+        send_at=now,
+        created_at=now,
+        updated_at=now,
+    )
+    digest.films = [DigestFilm(film_id=film.id, position=i) for i, film in enumerate(films)]
+    db.session.add(digest)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        log.info("recurring digest %s: composed by another worker", period_key)
+        return None
+    log.info(
+        "digest %s: composed for %s with %d films -> scheduled", digest.id, period_key, len(films)
+    )
+    return digest
+
+
+def compose_due(app: Flask, trigger: CronTrigger) -> None:
+    """The recurring job: compose the digest of the slot that just fired."""
+    now = utcnow()
+    # The job runs just after its slot: look back a minute first, the whole grace time if need be.
+    slot = latest_slot(trigger, now, 60) or latest_slot(trigger, now, RECURRING_GRACE)
+    if slot is None:
+        return
+    with app.app_context():
+        try:
+            compose_recurring_digest(slot, now)
+        finally:
+            db.session.remove()
+
+
+# --- housekeeping -------------------------------------------------------------------------------
+
+
+def purge_function() -> Callable[[datetime], int] | None:
+    """subscribers.purge_unconfirmed(now) where that module provides it."""
+    try:
+        module = importlib.import_module("mailer.subscribers")
+    except ImportError:
+        return None
+    function = getattr(module, "purge_unconfirmed", None)
+    return function if callable(function) else None
+
+
+def housekeeping(app: Flask, purge: Callable[[datetime], int] | None) -> None:
+    """Forget old rate windows; delete never-confirmed subscribers past their time."""
+    now = utcnow()
+    with app.app_context():
+        try:
+            forget_old_windows(now)
+            db.session.commit()
+            if purge is not None:
+                purged = purge(now)
+                db.session.commit()
+                log.info("housekeeping: %d unconfirmed subscribers purged", purged)
+        finally:
+            db.session.remove()
+
+
+# --- the process --------------------------------------------------------------------------------
+
+
+class _SkipNoise(logging.Filter):
+    """Hide APScheduler's note that a tick is skipped while the previous one still sends."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances" not in record.getMessage()
+
+
+def build_scheduler(app: Flask, worker: str) -> BlockingScheduler:
+    """The worker's scheduler with its jobs; it is started by the caller."""
+    scheduler = BlockingScheduler(timezone=UTC)
+    scheduler.add_job(
+        tick,
+        "interval",
+        args=(app, worker),
+        seconds=TICK_SECONDS,
+        id="tick",
+        max_instances=1,
+        coalesce=True,
+        next_run_time=datetime.now(UTC),
+    )
+    expression = app.config["MAILER_DIGEST_SCHEDULE"].strip()
+    if expression:
+        trigger = recurring_trigger(expression, app.config["MAILER_TIMEZONE"])
+        scheduler.add_job(
+            compose_due,
+            trigger,
+            args=(app, trigger),
+            id="recurring",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=RECURRING_GRACE,
+        )
+        log.info("recurring digests on %r (%s)", expression, app.config["MAILER_TIMEZONE"])
+    purge = purge_function()
+    scheduler.add_job(
+        housekeeping,
+        "interval",
+        args=(app, purge),
+        seconds=HOUSEKEEPING_SECONDS,
+        id="housekeeping",
+        max_instances=1,
+        coalesce=True,
+        next_run_time=datetime.now(UTC) + timedelta(seconds=30),
+    )
+    if purge is None:
+        log.info("housekeeping: no purge of unconfirmed subscribers in this version")
+    return scheduler
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM stops the worker like Ctrl-C does."""
+    raise SystemExit(0)
+
+
+@click.command("worker")
+@with_appcontext
+def worker_command() -> None:
+    """Run the sending worker until stopped (any number may run, on any machines)."""
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    worker = worker_name()
+    logging.getLogger("apscheduler.scheduler").addFilter(_SkipNoise())
+    logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
+    scheduler = build_scheduler(app, worker)
+    signal.signal(signal.SIGTERM, _stop)
+    log.info("worker %s started", worker)
+    try:
+        scheduler.start()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        if scheduler.running:
+            scheduler.shutdown(wait=True)
+        log.info("worker %s stopped", worker)
+
+
+@click.command("deliver")
+@with_appcontext
+def deliver_command() -> None:
+    """Send everything due now, with a progress bar, then exit."""
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    worker = worker_name()
+    prepare(app, utcnow())
+    with app.app_context():
+        due = count_due(utcnow())
+        db.session.remove()
+    total = BatchStats()
+    with click.progressbar(length=due, label="Sending") as bar:
+        total.add(send_due(app, worker, float("inf"), bar.update))
+    finish(app, utcnow())
+    click.echo(
+        f"{total.sent} sent, {total.retried} to retry, {total.failed} failed, "
+        f"{total.skipped} skipped"
+    )
