@@ -6,6 +6,7 @@ Each helper commits, so the served processes see the rows at once, and returns p
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -83,3 +84,46 @@ def suppression(stack: LiveStack, email: str, note: str) -> None:
     with stack.app_context():
         suppress(email, SuppressionReason.MANUAL, note, utcnow())
         db.session.commit()
+
+
+def schedule_now(stack: LiveStack, digest_id: int) -> None:
+    """Schedule the digest to send now, as the admin's "Send now" does; the worker takes it."""
+    from mailer.extensions import db
+    from mailer.models import Digest, utcnow
+    from mailer.sending import schedule_digest
+
+    with stack.app_context():
+        found = db.session.get(Digest, digest_id)
+        assert found is not None
+        schedule_digest(found, None, utcnow())
+        db.session.commit()
+
+
+def digest_status(stack: LiveStack, digest_id: int) -> str:
+    """The digest's status as stored."""
+    from mailer.extensions import db
+    from mailer.models import Digest
+
+    with stack.app_context():
+        found = db.session.get(Digest, digest_id)
+        assert found is not None
+        return str(found.status)
+
+
+def wait_for_status(stack: LiveStack, digest_id: int, wanted: str, timeout: float = 90.0) -> None:
+    """Wait until the worker moved the digest to ``wanted``; fail with the worker's log if not."""
+    deadline = time.monotonic() + timeout
+    while (status := digest_status(stack, digest_id)) != wanted:
+        assert time.monotonic() < deadline, f"digest is {status}:\n{stack.log('worker')}"
+        time.sleep(0.5)
+
+
+def admin(stack: LiveStack, email: str, password: str) -> None:
+    """Make sure an admin account exists (made with `mailer create-admin` the first time)."""
+    from mailer.extensions import db
+    from mailer.models import Admin
+
+    with stack.app_context():
+        exists = db.session.scalar(select(Admin.id).where(Admin.email == email)) is not None
+    if not exists:
+        stack.create_admin(email, password)

@@ -23,39 +23,6 @@ VISITOR = "visitor.journey@example.org"
 CONFIRM_SUBJECT = "Please confirm your subscription"
 DIGEST_SUBJECT = "This week: a comedy troupe in Pyongyang"
 DIGEST_INTRO = "Three films this week, and **one** you should not miss."
-SENT_TIMEOUT = 90.0
-
-
-def schedule_now(stack: LiveStack, digest_id: int) -> None:
-    """Schedule the digest to send now, as the admin's schedule button does."""
-    from mailer.extensions import db
-    from mailer.models import Digest, utcnow
-    from mailer.sending import schedule_digest
-
-    with stack.app_context():
-        digest = db.session.get(Digest, digest_id)
-        assert digest is not None
-        schedule_digest(digest, None, utcnow())
-        db.session.commit()
-
-
-def digest_status(stack: LiveStack, digest_id: int) -> str:
-    """The digest's status as stored."""
-    from mailer.extensions import db
-    from mailer.models import Digest
-
-    with stack.app_context():
-        digest = db.session.get(Digest, digest_id)
-        assert digest is not None
-        return str(digest.status)
-
-
-def wait_for_status(stack: LiveStack, digest_id: int, wanted: str) -> None:
-    """Wait until the worker moved the digest to ``wanted``; fail with the worker's log if not."""
-    deadline = time.monotonic() + SENT_TIMEOUT
-    while (status := digest_status(stack, digest_id)) != wanted:
-        assert time.monotonic() < deadline, f"digest is {status}:\n{stack.log('worker')}"
-        time.sleep(0.5)
 
 
 def confirm_from(page: Page, mail: Mail) -> None:
@@ -90,9 +57,9 @@ def test_visitor_subscribes_reads_a_digest_changes_topics_leaves_and_comes_back(
     digest_id = seed.digest(
         served, DIGEST_SUBJECT, DIGEST_INTRO, ["the-red-chapel", "camp-14-total-control-zone"]
     )
-    schedule_now(served, digest_id)
+    seed.schedule_now(served, digest_id)
     digest = mailbox.wait_for(VISITOR, DIGEST_SUBJECT)
-    wait_for_status(served, digest_id, "sent")
+    seed.wait_for_status(served, digest_id, "sent")
     assert "The Red Chapel" in digest.text and "Camp 14" in digest.text
     assert "<strong>one</strong>" in digest.html  # the Markdown, rendered
 
