@@ -127,3 +127,17 @@ def admin(stack: LiveStack, email: str, password: str) -> None:
         exists = db.session.scalar(select(Admin.id).where(Admin.email == email)) is not None
     if not exists:
         stack.create_admin(email, password)
+
+
+def embed_form(stack: LiveStack, name: str, origin: str) -> int:
+    """An embeddable subscribe form allowed on ``origin``; its id."""
+    from mailer.embed import create_embed_form
+    from mailer.extensions import db
+    from mailer.models import utcnow
+
+    with stack.app_context():
+        form = create_embed_form(
+            name, [origin], ["digest", "early_access"], "Yes, e-mail me.", utcnow()
+        )
+        db.session.commit()
+        return form.id

@@ -26,6 +26,7 @@ class Site:
     confirmed: seed.SeededSubscriber
     digest_id: int
     film_id: int
+    embed_form_id: int
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +40,7 @@ def site(served: LiveStack) -> Site:
             served, "A digest for every reader", "Hello **all**.", ["the-red-chapel"]
         ),
         film_id=seed.film_id(served, "the-red-chapel"),
+        embed_form_id=seed.embed_form(served, "Partner article", "https://partner.example.org"),
     )
 
 
@@ -49,6 +51,7 @@ PUBLIC: dict[str, Callable[[Site], str]] = {
     "preferences": lambda s: s.confirmed.preferences_url,
     "unsubscribe": lambda s: s.confirmed.unsubscribe_url,
     "invalid-link": lambda s: "/preferences/not-a-token",
+    "early-refused": lambda s: "/early/not-a-token",
     "admin-sign-in": lambda s: "/admin/sign-in",
 }
 ADMIN: dict[str, Callable[[Site], str]] = {
@@ -62,6 +65,8 @@ ADMIN: dict[str, Callable[[Site], str]] = {
     "subscribers": lambda s: "/admin/subscribers",
     "subscriber": lambda s: f"/admin/subscribers/{s.confirmed.id}",
     "suppressions": lambda s: "/admin/suppressions",
+    "embed-forms": lambda s: "/admin/embed-forms",
+    "embed-form": lambda s: f"/admin/embed-forms/{s.embed_form_id}",
     "account": lambda s: "/admin/account",
 }
 
@@ -87,7 +92,7 @@ def test_public_page(
     tmp_path: Path,
     name: str,
 ) -> None:
-    page_watch.allow(r"status of 400")  # the invalid-link page answers 400, as it should
+    page_watch.allow(r"status of 4\d\d")  # the dead-link pages answer 400 or 403, as they should
     page = new_context(PHONE, bypass_csp=True).new_page()
     response = page.goto(PUBLIC[name](site))
     assert response is not None and response.status < 500
