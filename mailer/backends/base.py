@@ -64,3 +64,19 @@ class Backend(Protocol):
     def send(self, message: Message) -> None:
         """Deliver one message, or raise one of the DeliveryFailure classes."""
         ...
+
+
+class SessionlessBackend:
+    """Base of backends with no connection to keep: a session opens and closes nothing."""
+
+    def __enter__(self) -> Self:
+        """Nothing to open."""
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Nothing to close."""

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import sys
 from email import message_from_bytes, policy
-from types import TracebackType
-from typing import Self, TextIO
+from typing import TextIO
 
-from .base import Message
+from .base import Message, SessionlessBackend
 
 
-class ConsoleBackend:
+class ConsoleBackend(SessionlessBackend):
     """Writes From, To, Subject and the text part of each message to standard output."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
@@ -20,17 +19,6 @@ class ConsoleBackend:
     def from_url(cls, url: str) -> ConsoleBackend:
         """Build from ``console://``."""
         return cls()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        return None
 
     def send(self, message: Message) -> None:
         """Print the message's summary and its text part."""

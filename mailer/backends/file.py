@@ -6,16 +6,15 @@ import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 from urllib.parse import unquote, urlsplit
 
-from .base import Message, TemporaryFailure
+from .base import Message, SessionlessBackend, TemporaryFailure
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 
-class FileBackend:
+class FileBackend(SessionlessBackend):
     """Writes ``<time>-<message-id>.eml`` files into a folder, never overwriting one."""
 
     def __init__(self, directory: Path) -> None:
@@ -33,14 +32,6 @@ class FileBackend:
     def __enter__(self) -> Self:
         self.directory.mkdir(parents=True, exist_ok=True)
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        return None
 
     def send(self, message: Message) -> None:
         """Write the message to a new file; an existing name gets a numbered sibling."""

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import Self
-
-from .base import Message
+from .base import Message, SessionlessBackend
 
 
-class MemoryBackend:
+class MemoryBackend(SessionlessBackend):
     """Appends each message to ``outbox``."""
 
     def __init__(self) -> None:
@@ -18,17 +15,6 @@ class MemoryBackend:
     def from_url(cls, url: str) -> MemoryBackend:
         """Build from ``memory://``."""
         return cls()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        return None
 
     def send(self, message: Message) -> None:
         """Keep the message."""
