@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from playwright.sync_api import Browser, BrowserContext, Playwright
 
@@ -43,12 +44,14 @@ def new_context(
     viewport: dict[str, int] | None = None,
     *,
     bypass_csp: bool = False,
+    storage_state: dict[str, Any] | None = None,
 ) -> BrowserContext:
     """A fresh profile on ``base_url``.
 
     The site's CSP is enforced by default, so a page that needs inline script or style shows up
     as a console error; ``bypass_csp=True`` lets axe-core be injected, and makes any script that
-    escapes into a page run (and so be caught) whatever the CSP says.
+    escapes into a page run (and so be caught) whatever the CSP says. ``storage_state`` carries
+    cookies over, e.g. a signed-in admin's session.
     """
     return browser.new_context(
         base_url=base_url,
@@ -58,4 +61,5 @@ def new_context(
         timezone_id="UTC",
         color_scheme="light",
         reduced_motion="reduce",
+        storage_state=storage_state,  # type: ignore[arg-type]
     )

@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import (
@@ -27,6 +28,7 @@ from playwright.sync_api import Error as PlaywrightError
 from tests.smtp_server import ScriptedSMTPServer
 
 from . import chromium
+from .actions import admin_sign_in
 from .mailbox import Mailbox
 from .stack import LiveStack
 
@@ -155,18 +157,46 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     return result
 
 
+ADMIN_EMAIL = "editor@example.org"
+ADMIN_PASSWORD = "a long admin password for the browser tests"
+
+
+@pytest.fixture(scope="session")
+def admin_session(browser: Browser, served: LiveStack) -> dict[str, Any]:
+    """The cookies of an admin signed in through the sign-in page (with the keyboard).
+
+    Sign-in is rate limited, so the run signs in once; pass ``storage_state=admin_session`` to
+    ``new_context`` for a signed-in context.
+    """
+    served.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
+    context = chromium.new_context(browser, served.url)
+    page = context.new_page()
+    admin_sign_in(page, ADMIN_EMAIL, ADMIN_PASSWORD)
+    assert page.url.rstrip("/").endswith("/admin"), page.url
+    state: dict[str, Any] = dict(context.storage_state())
+    context.close()
+    return state
+
+
 @pytest.fixture
 def new_context(
     browser: Browser, served: LiveStack, page_watch: PageWatch
 ) -> Iterator[Callable[..., BrowserContext]]:
     """Make watched browser contexts on the served site.
 
-    ``viewport=PHONE`` for a phone; ``bypass_csp=True`` where axe-core is to be injected.
+    ``viewport=PHONE`` for a phone; ``bypass_csp=True`` where axe-core is to be injected;
+    ``storage_state=admin_session`` for a context signed in as the admin.
     """
     made: list[BrowserContext] = []
 
-    def make(viewport: dict[str, int] | None = None, bypass_csp: bool = False) -> BrowserContext:
-        context = chromium.new_context(browser, served.url, viewport, bypass_csp=bypass_csp)
+    def make(
+        viewport: dict[str, int] | None = None,
+        bypass_csp: bool = False,
+        storage_state: dict[str, Any] | None = None,
+    ) -> BrowserContext:
+        context = chromium.new_context(
+            browser, served.url, viewport, bypass_csp=bypass_csp, storage_state=storage_state
+        )
         context.on("page", page_watch.watch)
         made.append(context)
         return context

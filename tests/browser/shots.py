@@ -6,12 +6,16 @@ drive the site (subscribe, sign in, ...) and may read mail from ``stack.smtp``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from playwright.sync_api import Page
 
+from . import seed
+from .actions import admin_sign_in, press_button_with_keyboard, subscribe_with_keyboard
 from .checks import DESKTOP, PHONE
+from .mailbox import Mailbox
 from .stack import LiveStack
 
 
@@ -35,8 +39,46 @@ def goto(path: str) -> Callable[[Page, LiveStack], None]:
     return visit
 
 
+SHOT_ADMIN = ("pictures@example.org", "a long password for the pictures")
+DIGEST_SUBJECT = "Three films from behind the curtain"
+DIGEST_INTRO = (
+    "This week: a comedy troupe in Pyongyang, a camp guard who tells all, and "
+    "**one film you can watch before anyone else**.\n\n"
+    "- early access opens on Friday\n- every film has English subtitles"
+)
+DIGEST_FILMS = ["the-red-chapel", "camp-14-total-control-zone", "the-propaganda-game"]
+
+
+def subscribed(page: Page, stack: LiveStack) -> None:
+    """Subscribe on the landing page, open the confirmation mail's link and press its button."""
+    email = f"reader-{time.monotonic_ns()}@example.org"
+    subscribe_with_keyboard(page, email)
+    mail = Mailbox(stack.smtp).wait_for(email, "confirm")
+    page.goto(mail.link("/confirm/"))
+    press_button_with_keyboard(page, "Yes, subscribe me")
+
+
+def received_digest(page: Page, stack: LiveStack) -> None:
+    """A digest sent by the worker to a confirmed subscriber, shown as a mail client shows it."""
+    reader = seed.subscriber(stack, f"digest-reader-{time.monotonic_ns()}@example.org")
+    digest_id = seed.digest(stack, DIGEST_SUBJECT, DIGEST_INTRO, DIGEST_FILMS)
+    seed.schedule_now(stack, digest_id)
+    Mailbox(stack.smtp).wait_for(reader.email, DIGEST_SUBJECT).show(page)
+
+
+def composer(page: Page, stack: LiveStack) -> None:
+    """The admin's digest page: the Markdown composer and the featured films."""
+    seed.admin(stack, *SHOT_ADMIN)
+    digest_id = seed.digest(stack, DIGEST_SUBJECT, DIGEST_INTRO, DIGEST_FILMS)
+    admin_sign_in(page, *SHOT_ADMIN)
+    page.goto(f"/admin/digests/{digest_id}")
+
+
 SHOTS: list[Shot] = [
     Shot("landing-desktop", DESKTOP, goto("/")),
     Shot("landing-phone", PHONE, goto("/"), full_page=False),
     Shot("film-desktop", DESKTOP, goto("/films/the-red-chapel"), full_page=False),
+    Shot("subscribed-phone", PHONE, subscribed, full_page=False),
+    Shot("digest-mail", {"width": 800, "height": 900}, received_digest),
+    Shot("composer-desktop", DESKTOP, composer),
 ]

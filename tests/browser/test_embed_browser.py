@@ -117,18 +117,13 @@ def sites(app: Flask, tmp_path: Path) -> Iterator[Sites]:
 
 
 @pytest.fixture(scope="module")
-def embed_browser(chromium_tool: None) -> Iterator[Any]:
-    """Headless Chromium from its system path, driven by Playwright.
+def embed_browser(chromium_tool: None, browser: Any) -> Any:
+    """The run's headless Chromium (conftest's ``browser``).
 
-    Module-scoped and stopped when this module ends: only one sync Playwright driver may run
-    at a time, and other browser test modules start their own.
+    Only one sync Playwright driver may run at a time, and the other browser test modules share
+    the session's, so this module uses it too rather than starting its own.
     """
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as driver:
-        launched = driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
+    return browser
 
 
 def _journaled(app: Flask, email: str) -> tuple[Subscriber, ConsentEvent, list[Delivery]]:
