@@ -737,6 +737,7 @@ class Sender:
     ) -> None:
         """Lock, re-check, send and record a group of deliveries; commit once."""
         now = self.clock()
+        self.cache.new_transaction()
         mine = db.session.scalars(
             update(Delivery)
             .where(
