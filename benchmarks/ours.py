@@ -1,13 +1,15 @@
 """Ours: a digest of ten films to N confirmed subscribers through the whole product path.
 
-enqueue (one INSERT … SELECT) → claim (FOR UPDATE SKIP LOCKED) → personalise
-(emails.render_delivery) → send (the smtp backend, one connection per worker process) → journal
-(status, sent_at, message_id).
+The engine's own functions, nothing standing in for them: sending.start_due_digests (enqueue, one
+INSERT … SELECT, and the digest marked sending) → scheduler.send_due in each worker process, as
+every tick of `mailer worker` runs it: sending.claim_batch (FOR UPDATE SKIP LOCKED) →
+Sender.send_batch (re-check under lock, personalise from the pre-rendered digest, send through the
+smtp backend, journal each group of 20 in one commit) → sending.finish_digests.
 
-The sending engine (mailer/sending.py: enqueue, claim, deliver) is written on another branch. Until
-it lands, the four functions marked ENGINE below stand in for it, written against the current
-models; each names the engine function that replaces it. Everything else here (setup, timing,
-worker processes, peak RSS) stays as it is.
+Connections: the product opens MAILER_SMTP_CONNECTIONS connections per worker process (one thread
+each), and any number of worker processes may run. The benchmark runs the same: `processes`
+worker processes sharing the connection count. Memory is measured on `mailer deliver` run as a
+subprocess, peak RSS from /proc VmHWM.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -37,78 +40,6 @@ from .common import (
     throwaway_pg,
     wait_with_rss,
 )
-
-BATCH = 500
-LEASE = timedelta(minutes=5)
-
-
-# --- ENGINE: the stand-ins for mailer/sending.py -----------------------------------------------
-
-
-def enqueue_digest(digest_id: int, now: datetime) -> None:
-    """ENGINE → sending.enqueue_digest: one delivery per eligible subscriber, set-based."""
-    # (the rowcount of INSERT … SELECT is not reported here; the caller counts afterwards)
-    from sqlalchemy import insert, literal, select
-
-    from mailer.extensions import db
-    from mailer.models import (
-        Delivery,
-        DeliveryKind,
-        DeliveryStatus,
-        Subscriber,
-        SubscriberStatus,
-        UTCDateTime,
-    )
-
-    at = literal(now, UTCDateTime())
-    eligible = select(
-        literal(DeliveryKind.DIGEST.value),
-        literal(DeliveryStatus.QUEUED.value),
-        literal(digest_id),
-        Subscriber.id,
-        literal(0),
-        at,
-        literal(""),
-        at,
-    ).where(Subscriber.status == SubscriberStatus.CONFIRMED, Subscriber.wants_digest.is_(True))
-    columns = [
-        "kind", "status", "digest_id", "subscriber_id", "attempts", "next_attempt_at",
-        "last_error", "created_at",
-    ]  # fmt: skip
-    db.session.execute(insert(Delivery.__table__).from_select(columns, eligible))
-
-
-def claim_batch(worker: str, now: datetime, limit: int) -> list[int]:
-    """ENGINE → sending.claim: lease due deliveries to this worker (SKIP LOCKED on PostgreSQL)."""
-    from sqlalchemy import select, update
-
-    from mailer.extensions import db
-    from mailer.models import Delivery, DeliveryStatus
-
-    # Lock first, then update by the ids: "UPDATE … WHERE id IN (subquery)" is planned as a
-    # sequential scan of the whole journal once it is large.
-    due = (
-        select(Delivery.id)
-        .where(Delivery.status == DeliveryStatus.QUEUED, Delivery.next_attempt_at <= now)
-        .order_by(Delivery.next_attempt_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    ids = list(db.session.scalars(due))
-    if not ids:
-        return []
-    db.session.execute(
-        update(Delivery)
-        .where(Delivery.id.in_(ids))
-        .values(
-            status=DeliveryStatus.CLAIMED,
-            claimed_by=worker,
-            lease_until=now + LEASE,
-            attempts=Delivery.attempts + 1,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    return ids
 
 
 class NullBackend:
@@ -130,110 +61,46 @@ class NullBackend:
         """Drop the message."""
 
 
-def deliver_batch(ids: list[int], backend: Any, cache: Any, now: datetime, render: bool) -> int:
-    """ENGINE → sending.deliver: personalise, send and journal claimed deliveries; return sent."""
-    from sqlalchemy import select
-
-    from mailer.backends.base import DeliveryFailure
-    from mailer.emails import render_delivery
-    from mailer.extensions import db
-    from mailer.models import Delivery, DeliveryStatus, Subscriber
-
-    if not render:
-        return journal_without_sending(ids, now)
-    rows = db.session.execute(
-        select(Delivery, Subscriber)
-        .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
-        .where(Delivery.id.in_(ids))
-        .order_by(Delivery.id)
-    ).all()
-    sent = 0
-    for delivery, subscriber in rows:
-        try:
-            backend.send(render_delivery(delivery, subscriber, cache))
-        except DeliveryFailure as exc:
-            delivery.status = DeliveryStatus.FAILED
-            delivery.last_error = str(exc)
-            continue
-        delivery.status = DeliveryStatus.SENT
-        delivery.sent_at = now
-        delivery.lease_until = None
-        sent += 1
-    return sent
-
-
-def journal_without_sending(ids: list[int], now: datetime) -> int:
-    """ENGINE → the database side of sending.deliver: read what rendering needs, journal as sent.
-
-    Set-based: one SELECT of the recipients, one UPDATE with a Message-ID derived from the row.
-    """
-    from sqlalchemy import String, literal, select, update
-
-    from mailer.extensions import db
-    from mailer.models import Delivery, DeliveryStatus, Subscriber
-
-    recipients = db.session.execute(
-        select(Delivery.id, Subscriber.email, Subscriber.nonce)
-        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-        .where(Delivery.id.in_(ids))
-    ).all()
-    db.session.execute(
-        update(Delivery)
-        .where(Delivery.id.in_(ids))
-        .values(
-            status=DeliveryStatus.SENT,
-            sent_at=now,
-            lease_until=None,
-            message_id=literal("<d") + Delivery.id.cast(String) + literal("@bench.example>"),
-        )
-        .execution_options(synchronize_session=False)
-    )
-    return len(recipients)
-
-
 # --- the worker process ------------------------------------------------------------------------
 
 
 def worker_main(argv: list[str]) -> int:
-    """A worker process: start the app, wait for "go" on stdin, send until nothing is due."""
+    """A worker process: start the app, wait for "go" on stdin, run the engine's send loop.
+
+    The loop is scheduler.send_due, what every tick of `mailer worker` and `mailer deliver`
+    run: claim_batch, then Sender.send_batch (re-check, personalise, send, journal) on
+    MAILER_SMTP_CONNECTIONS parallel connections, until nothing is due or the budget is spent.
+    """
     parser = argparse.ArgumentParser(prog="benchmarks.ours worker")
     parser.add_argument("--name", default="w0")
-    parser.add_argument("--null", action="store_true", help="no rendering, null backend")
+    parser.add_argument("--null", action="store_true", help="a backend that drops every message")
     parser.add_argument("--max-seconds", type=float, default=0.0)
-    parser.add_argument("--batch", type=int, default=BATCH)
     args = parser.parse_args(argv)
 
     from mailer import create_app
-    from mailer.backends import backend_from_url
-    from mailer.emails import RenderCache
-    from mailer.extensions import db
+    from mailer.scheduler import send_due
 
     app = create_app()
-    with app.app_context():
-        backend: Any = (
-            NullBackend() if args.null else backend_from_url(app.config["MAILER_MAIL_URL"])
-        )
-        print("ready", flush=True)
-        sys.stdin.readline()
-        start = time.perf_counter()
-        sent = 0
-        with backend:
-            while True:
-                now = datetime.now(UTC)
-                ids = claim_batch(args.name, now, args.batch)
-                db.session.commit()
-                if not ids:
-                    break
-                # A cache per batch: committing expires what it holds.
-                sent += deliver_batch(ids, backend, RenderCache(), now, render=not args.null)
-                db.session.commit()
-                db.session.expunge_all()
-                if args.max_seconds and time.perf_counter() - start > args.max_seconds:
-                    break
-        elapsed = time.perf_counter() - start
+    # One log line per batch is the product's; the run's output stays readable without them.
+    logging.getLogger("mailer.sending").setLevel(logging.WARNING)
+    if args.null:
+        # send_due's first connection uses the app's backend; --null runs with one connection.
+        app.extensions["mailer.backend"] = NullBackend()
+    print("ready", flush=True)
+    sys.stdin.readline()
+    start = time.perf_counter()
+    stats = send_due(app, f"bench-{args.name}", args.max_seconds or float("inf"))
+    elapsed = time.perf_counter() - start
     from .common import peak_rss_kib
 
-    report = {"sent": sent, "seconds": elapsed, "vm_hwm_kib": peak_rss_kib(os.getpid())}
+    report = {
+        "sent": stats.sent,
+        "failed": stats.failed,
+        "skipped": stats.skipped,
+        "retried": stats.retried,
+        "seconds": elapsed,
+        "vm_hwm_kib": peak_rss_kib(os.getpid()),
+    }
     print(json.dumps(report), flush=True)
     return 0
 
@@ -265,13 +132,17 @@ def product_app(database_url: str, mail_url: str, instance: Path) -> Iterator[An
 
 def seed(count: int, *, vary: bool = False) -> int:
     """The ten films, a digest featuring them, and `count` confirmed subscribers; the digest id."""
-    from sqlalchemy import select, text
+    from sqlalchemy import select, text, update
 
     from mailer.extensions import db
-    from mailer.models import Digest
+    from mailer.models import Digest, DigestStatus
 
     seed_digest_sql()
     db.session.execute(text(insert_subscribers_sql(count, vary=vary)))
+    # Scheduled for now: the engine's start_due_digests enqueues it and marks it sending.
+    db.session.execute(
+        update(Digest).values(status=DigestStatus.SCHEDULED, send_at=datetime.now(UTC))
+    )
     db.session.commit()
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE"))
@@ -322,47 +193,103 @@ def finish(procs: list[subprocess.Popen[str]], timeout: float) -> list[dict[str,
     return reports
 
 
+def split(connections: int, processes: int) -> list[int]:
+    """MAILER_SMTP_CONNECTIONS of each worker process, so that they add up to `connections`."""
+    processes = max(1, min(processes, connections))
+    return [connections // processes + (i < connections % processes) for i in range(processes)]
+
+
 def send_digest(
-    sink_url: str, count: int, connections: int, timeout: float, *, null: bool = False
+    sink_url: str,
+    count: int,
+    connections: int,
+    timeout: float,
+    *,
+    processes: int = 1,
+    null: bool = False,
 ) -> dict[str, Any]:
-    """Enqueue a digest to `count` subscribers and send it with `connections` workers; timings."""
+    """Start a scheduled digest to `count` subscribers and send it on `connections`; timings.
+
+    Timed from start_due_digests (enqueue, digest marked sending) through the workers' send
+    loops to finish_digests (digest marked sent); worker start-up is not included.
+    """
+    from mailer.extensions import db
+    from mailer.sending import digest_counts, finish_digests, start_due_digests
+
     with (
         tempfile.TemporaryDirectory(prefix="mailer-ours-") as tmp,
         throwaway_pg("mailer_bench_ours") as url,
         product_app(url, sink_url, Path(tmp)) as _app,
     ):
-        from mailer.extensions import db
-
         digest_id = seed(count)
         env = app_env(url, sink_url, Path(tmp))
-        # Small enough batches that every worker gets a share of a small list.
-        batch = max(20, min(BATCH, count // (connections * 10)))
-        extra = ["--batch", str(batch), *(["--null"] if null else [])]
-        procs = start_workers(env, connections, extra)
+        procs = []
+        for index, n in enumerate(split(connections, processes)):
+            worker_env = {**env, "MAILER_SMTP_CONNECTIONS": str(n)}
+            procs += start_workers(worker_env, 1, ["--name", f"p{index}"])
         try:
             start = time.perf_counter()
-            enqueue_digest(digest_id, datetime.now(UTC))
-            db.session.commit()
+            start_due_digests(datetime.now(UTC))
             enqueued = time.perf_counter() - start
             go(procs)
             reports = finish(procs, timeout)
+            finished = finish_digests(datetime.now(UTC))
             elapsed = time.perf_counter() - start
         finally:
             for proc in procs:
                 if proc.poll() is None:
                     proc.kill()
         sent = sum(r["sent"] for r in reports)
-        queued = count_deliveries(digest_id)
-        if sent != count or queued != count:  # every message accounted for, or no figure
-            raise RuntimeError(f"queued {queued}, sent {sent} of {count}")
+        counts = digest_counts(digest_id)
+        # Every message accounted for, or no figure.
+        if sent != count or counts["sent"] != count or finished != [digest_id]:
+            raise RuntimeError(f"sent {sent} of {count}; journal {counts}; finished {finished}")
+        db.session.rollback()
         return {
             "count": count,
             "connections": connections,
+            "processes": len(procs),
             "seconds": elapsed,
             "enqueue_seconds": enqueued,
             "peak_rss_kib": max(r["peak_rss_kib"] for r in reports),
             "message_bytes": message_size(),
         }
+
+
+def deliver_rss(sink_url: str, count: int, timeout: float, connections: int) -> dict[str, Any]:
+    """Peak RSS (VmHWM, polled from /proc) of `mailer deliver` sending a digest to `count`."""
+    from mailer.extensions import db
+    from mailer.sending import digest_counts
+
+    with (
+        tempfile.TemporaryDirectory(prefix="mailer-memory-") as tmp,
+        throwaway_pg("mailer_bench_memory") as url,
+        product_app(url, sink_url, Path(tmp)) as _app,
+    ):
+        digest_id = seed(count)
+        env = {**app_env(url, sink_url, Path(tmp)), "MAILER_SMTP_CONNECTIONS": str(connections)}
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            [*mailer_cli(), "deliver"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            code, rss = wait_with_rss(proc, timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        elapsed = time.perf_counter() - start
+        if code != 0:
+            raise RuntimeError(f"mailer deliver failed with exit code {code}")
+        counts = digest_counts(digest_id)
+        db.session.rollback()
+        if counts["sent"] != count:
+            raise RuntimeError(f"mailer deliver sent {counts['sent']} of {count}: {counts}")
+        return {"count": count, "seconds": elapsed, "peak_rss_kib": rss, "connections": connections}
 
 
 def count_deliveries(digest_id: int) -> int:
@@ -393,11 +320,18 @@ def message_size() -> int:
     return size
 
 
-def run(sink: Sink, count: int, connections: list[int], timeout: float) -> list[Row]:
+def run(
+    sink: Sink, count: int, connections: list[int], timeout: float, processes: int = 1
+) -> list[Row]:
     """Messages per second of the product path at each connection count."""
     rows = []
     for n in connections:
-        r = send_digest(sink.url, count, n, timeout)
+        r = send_digest(sink.url, count, n, timeout, processes=processes)
+        how = (
+            f"1 worker process, MAILER_SMTP_CONNECTIONS={n}"
+            if r["processes"] == 1
+            else f"{r['processes']} worker processes, {n} connections in all"
+        )
         rows.append(
             Row(
                 "ours",
@@ -406,8 +340,7 @@ def run(sink: Sink, count: int, connections: list[int], timeout: float) -> list[
                 count / r["seconds"],
                 "msg/s",
                 f"{count} messages of {r['message_bytes'] // 1024} KiB; enqueue"
-                f" {r['enqueue_seconds'] * 1000:.0f} ms; {n} worker process"
-                + ("es" if n > 1 else ""),
+                f" {r['enqueue_seconds'] * 1000:.0f} ms; {how}",
                 r,
                 key=f"ours:{n}",
             )
@@ -415,23 +348,24 @@ def run(sink: Sink, count: int, connections: list[int], timeout: float) -> list[
     return rows
 
 
-def memory(sink: Sink, sizes: list[int], timeout: float, *, render: bool = True) -> list[Row]:
-    """Peak RSS of one worker process sending the digest to each list size.
+def memory(sink: Sink, sizes: list[int], timeout: float, connections: int = 4) -> list[Row]:
+    """Peak RSS of `mailer deliver` sending the digest to each list size.
 
-    With render=False the worker claims and journals without rendering or sending (used when the
-    render path is too slow to send the larger list within the run's time budget).
+    Four connections (threads) by default, so that 100,000 messages fit the run's time budget;
+    the process holds each thread's batch at once, so this is no smaller than one connection.
     """
     rows = []
     for size in sizes:
-        r = send_digest(sink.url, size, 1, timeout, null=not render)
-        how = "rendered and sent" if render else "claimed and journaled, null backend"
+        r = deliver_rss(sink.url, size, timeout, connections)
         rows.append(
             Row(
                 "memory",
                 f"worker peak RSS, {size:,} subscribers",
                 r["peak_rss_kib"] / 1024,
                 "MiB",
-                f"{how} at {size / r['seconds']:.0f}/s; target < 150 MiB",
+                f"`mailer deliver`, MAILER_SMTP_CONNECTIONS={connections}, all rendered and sent"
+                f" in {r['seconds']:.0f} s"
+                f" ({size / r['seconds']:.0f}/s with start-up); target < 150 MiB",
                 r,
                 key=f"memory:{size}",
             )

@@ -147,19 +147,8 @@ def measure(plan: Plan, only: list[str], rows: list[Row], log: list[str], snk: S
 
 
 def memory(plan: Plan, rows: list[Row], snk: Sink) -> list[Row]:
-    """Peak RSS; rendering and sending if the measured send rate fits the time budget."""
-    rate = next((r.value for r in rows if r.key == "ours:1" and r.value), None)
-    if rate is None and (RESULTS / "latest.json").exists():
-        # Run on its own: the send rate of the last full run decides.
-        previous = json.loads((RESULTS / "latest.json").read_text())["rows"]
-        rate = next((r["value"] for r in previous if r["key"] == "ours:1" and r["value"]), None)
-    render = rate is not None and sum(plan.memory_sizes) / rate <= plan.memory_budget_s
-    result = ours.memory(snk, plan.memory_sizes, TIMEOUT, render=render)
-    if not render:
-        why = f"at {rate:.0f} msg/s" if rate else "with no measured send rate"
-        for r in result:
-            r.note += f" (render path {why} would not fit the {plan.memory_budget_s:.0f} s budget)"
-    return result
+    """Peak RSS of `mailer deliver` sending the digest to each list size."""
+    return ours.memory(snk, plan.memory_sizes, TIMEOUT)
 
 
 def merged(

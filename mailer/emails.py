@@ -19,7 +19,7 @@ import secrets
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -143,9 +143,36 @@ class RenderCache:
     prerendered: dict[tuple[str, int, str], _Prerendered] = field(default_factory=dict)
     dkim_key: bytes | None = None
     slot_nonce: str = field(default_factory=lambda: secrets.token_hex(6))
+    # Per digest: its films' ids and dates, which choose the variant each reader gets.
+    lineups: dict[int, _Lineup] = field(default_factory=dict)
     # How many bulk messages were assembled from pre-rendered bytes, and how many the slow way.
     fast_renders: int = 0
     slow_renders: int = 0
+
+    def new_transaction(self) -> None:
+        """Forget what may have changed since the last transaction: the films' dates."""
+        self.lineups.clear()
+
+
+@dataclass(frozen=True)
+class _Lineup:
+    """A digest's films in order, as far as choosing a variant goes: ids and dates."""
+
+    film_ids: tuple[int, ...]
+    release_dates: tuple[date | None, ...]
+    early_access_ats: tuple[datetime | None, ...]
+
+    def states(self, now: datetime) -> str:
+        """One letter per film: public, in early access, or coming soon (as films.py decides)."""
+        today = now.astimezone(UTC).date()
+        return "".join(
+            "p"
+            if released is None or released <= today
+            else "e"
+            if early is not None and early <= now
+            else "s"
+            for released, early in zip(self.release_dates, self.early_access_ats, strict=True)
+        )
 
 
 class Links(Protocol):
@@ -738,21 +765,39 @@ def render_digest(
     """A digest for one subscriber, assembled from the batch's pre-rendered bytes."""
     reader = _need(subscriber, delivery)
     digest = _digest_of(delivery, cache)
+    assert delivery.digest_id is not None  # _digest_of checked
+    lineup = _lineup_of(delivery.digest_id, cache)
     # Each film's state now (public, early, soon) is part of the key, so a cache that outlives
     # a release or an early-access start never serves yesterday's links.
-    states = "".join(
-        "p" if is_public(item.film, now) else "e" if in_early_access(item.film, now) else "s"
-        for item in digest.films
-    )
+    states = lineup.states(now)
     early = "e" in states and may_see_early(reader)
-    key = ("digest", digest.id, f"{'early' if early else 'plain'}:{states}")
+    key = ("digest", delivery.digest_id, f"{'early' if early else 'plain'}:{states}")
 
     def content(links: Links) -> Content:
         """This digest's words for this variant."""
         return digest_content(digest, now, links, early)
 
-    early_ids = [item.film_id for item in digest.films] if early else []
+    early_ids = list(lineup.film_ids) if early else []
     return _personalised(delivery, reader, cache, now, key, content, early_ids)
+
+
+def _lineup_of(digest_id: int, cache: RenderCache) -> _Lineup:
+    """The digest's films' ids and dates, read in one query once per transaction."""
+    lineup = cache.lineups.get(digest_id)
+    if lineup is None:
+        rows = db.session.execute(
+            select(DigestFilm.film_id, Film.release_date, Film.early_access_at)
+            .join(Film, Film.id == DigestFilm.film_id)
+            .where(DigestFilm.digest_id == digest_id)
+            .order_by(DigestFilm.position)
+        ).all()
+        lineup = _Lineup(
+            tuple(r.film_id for r in rows),
+            tuple(r.release_date for r in rows),
+            tuple(r.early_access_at for r in rows),
+        )
+        cache.lineups[digest_id] = lineup
+    return lineup
 
 
 def render_early_access(

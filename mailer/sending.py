@@ -615,16 +615,23 @@ def _load_group(deliveries: Sequence[Delivery]) -> _Group:
             .execution_options(populate_existing=True)
         )
     }
+    # (A query for an empty set is skipped: a digest's group has no films, an alert's no digest.)
     digest_status: dict[int, str] = {
         row.id: row.status
-        for row in db.session.execute(
-            select(Digest.id, Digest.status).where(Digest.id.in_(digest_ids))
+        for row in (
+            db.session.execute(select(Digest.id, Digest.status).where(Digest.id.in_(digest_ids)))
+            if digest_ids
+            else ()
         )
     }
     films = {
         f.id: f
-        for f in db.session.scalars(
-            select(Film).where(Film.id.in_(film_ids)).execution_options(populate_existing=True)
+        for f in (
+            db.session.scalars(
+                select(Film).where(Film.id.in_(film_ids)).execution_options(populate_existing=True)
+            )
+            if film_ids
+            else ()
         )
     }
     addresses = {d.to_address for d in deliveries if d.to_address} | {
@@ -737,6 +744,9 @@ class Sender:
     ) -> None:
         """Lock, re-check, send and record a group of deliveries; commit once."""
         now = self.clock()
+        self.cache.new_transaction()
+        # One statement writes and reads the rows: rows missing from the result had their lease
+        # run out and belong to another worker now.
         mine = db.session.scalars(
             update(Delivery)
             .where(
@@ -745,16 +755,10 @@ class Sender:
                 Delivery.claimed_by == self.worker,
             )
             .values(attempts=Delivery.attempts + 1)
-            .returning(Delivery.id)
-            .execution_options(synchronize_session=False)
+            .returning(Delivery)
+            .execution_options(synchronize_session=False, populate_existing=True)
         ).all()
-        # Rows missing from ``mine`` had their lease run out and belong to another worker now.
-        deliveries = db.session.scalars(
-            select(Delivery)
-            .where(Delivery.id.in_(mine))
-            .order_by(Delivery.id)
-            .execution_options(populate_existing=True)
-        ).all()
+        deliveries = sorted(mine, key=lambda d: d.id)
         group = _load_group(deliveries)
         for index, delivery in enumerate(deliveries):
             try:
