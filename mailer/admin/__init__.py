@@ -9,6 +9,7 @@ from . import (
     auth,
     delivery,
     digests,
+    early_access,
     embed_forms,
     films,
     home,
@@ -25,6 +26,7 @@ VIEW_MODULES = (
     auth,
     delivery,
     digests,
+    early_access,
     embed_forms,
     films,
     home,
@@ -33,11 +35,6 @@ VIEW_MODULES = (
     subscriber_actions,
     subscribers,
 )
-from . import auth, digests, early_access, embed_forms, films, home, subscribers
-from .base import bp, format_local
-
-# Importing the view modules attaches their routes to bp.
-VIEW_MODULES = (auth, digests, early_access, embed_forms, films, home, subscribers)
 
 
 def init_app(app: Flask) -> None:
