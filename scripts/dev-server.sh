@@ -19,6 +19,8 @@ trap stop INT TERM EXIT
 
 host="${MAILER_HOST:-127.0.0.1}"
 port="${MAILER_PORT:-5000}"
+# Links in mail must point at this server.
+export MAILER_BASE_URL="${MAILER_BASE_URL:-http://$host:$port}"
 mailer run --host "$host" --port "$port" &
 pids+=($!)
 if mailer worker --help >/dev/null 2>&1; then
