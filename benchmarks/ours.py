@@ -26,8 +26,9 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
+
+from mailer.backends.base import SessionlessBackend
 
 from .common import (
     ROOT,
@@ -42,20 +43,8 @@ from .common import (
 )
 
 
-class NullBackend:
+class NullBackend(SessionlessBackend):
     """A backend that accepts every message and does nothing: the database side alone."""
-
-    def __enter__(self) -> Self:
-        """No connection to open."""
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Nothing to close."""
 
     def send(self, message: Any) -> None:
         """Drop the message."""

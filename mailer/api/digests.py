@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import marshmallow as ma
@@ -335,20 +336,25 @@ def send(data: dict[str, Any], digest_id: int) -> Digest:
     return digest
 
 
+def _change_state(digest_id: int, change: Callable[[Digest, datetime], object]) -> Digest:
+    """Apply a lifecycle change to a locked digest; an impossible one answers 409."""
+    digest = _digest_or_404(digest_id, lock=True)
+    try:
+        change(digest, utcnow())
+    except InvalidTransition as exc:
+        _not_now(exc)
+    db.session.commit()
+    return digest
+
+
 @bp.route("/<int:digest_id>/pause", methods=["POST"])
 @bp.arguments(PauseSchema, required=False)
 @bp.response(200, DigestDetailSchema)
 @bp.alt_response(409, response="CONFLICT")
 def pause(data: dict[str, Any], digest_id: int) -> Digest:
     """Stop a scheduled or sending digest; what is still queued waits until it is resumed."""
-    digest = _digest_or_404(digest_id, lock=True)
-    try:
-        reason = data.get("reason", "").strip() or DEFAULT_PAUSE_REASON
-        pause_digest(digest, reason, utcnow())
-    except InvalidTransition as exc:
-        _not_now(exc)
-    db.session.commit()
-    return digest
+    reason = data.get("reason", "").strip() or DEFAULT_PAUSE_REASON
+    return _change_state(digest_id, lambda digest, now: pause_digest(digest, reason, now))
 
 
 @bp.route("/<int:digest_id>/resume", methods=["POST"])
@@ -356,13 +362,7 @@ def pause(data: dict[str, Any], digest_id: int) -> Digest:
 @bp.alt_response(409, response="CONFLICT")
 def resume(digest_id: int) -> Digest:
     """Carry on with a paused digest where it stopped."""
-    digest = _digest_or_404(digest_id, lock=True)
-    try:
-        resume_digest(digest, utcnow())
-    except InvalidTransition as exc:
-        _not_now(exc)
-    db.session.commit()
-    return digest
+    return _change_state(digest_id, resume_digest)
 
 
 @bp.route("/<int:digest_id>/cancel", methods=["POST"])
@@ -370,10 +370,4 @@ def resume(digest_id: int) -> Digest:
 @bp.alt_response(409, response="CONFLICT")
 def cancel(digest_id: int) -> Digest:
     """Cancel a digest that is not finished: what is still queued is skipped."""
-    digest = _digest_or_404(digest_id, lock=True)
-    try:
-        cancel_digest(digest, utcnow())
-    except InvalidTransition as exc:
-        _not_now(exc)
-    db.session.commit()
-    return digest
+    return _change_state(digest_id, cancel_digest)
