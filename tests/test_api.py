@@ -414,3 +414,19 @@ def test_a_lost_race_for_a_unique_value_is_a_409(app, client, auth, monkeypatch)
     assert_error(response, 409, "conflict")
     with app.app_context():
         assert db.session.scalar(select(func.count(Film.id))) == 1
+
+
+def test_nul_bytes_are_refused_with_the_fields_that_hold_them(app, client, auth) -> None:
+    """PostgreSQL text cannot hold NUL: a query or body carrying one is a 422, never a 500."""
+    listed = client.get("/api/v1/subscribers", query_string={"email": "a\x00b"}, headers=auth)
+    assert assert_error(listed, 422, "validation_error")["errors"] == {
+        "email": ["Text may not contain NUL (\\u0000) characters."]
+    }
+    created = client.post(
+        "/api/v1/films",
+        json={"slug": "nul", "title": "Bad\x00title", "director": "x\x00"},
+        headers=auth,
+    )
+    assert set(assert_error(created, 422, "validation_error")["errors"]) == {"title", "director"}
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Film)) == 0

@@ -2,6 +2,8 @@
 
 from datetime import date, timedelta
 
+import pytest
+
 from mailer.extensions import db
 from mailer.films import import_films, read_film_rows
 from mailer.models import Film
@@ -78,3 +80,19 @@ def test_wrong_method_gets_a_page_not_a_trace(client) -> None:
     response = client.delete("/")
     assert response.status_code == 405
     assert "Traceback" not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "data"),
+    [
+        ("get", "/films/a%00b", None),
+        ("get", "/?q=a%00b", None),
+        ("post", "/subscribe", {"email": "reader\x00@example.org"}),
+    ],
+)
+def test_nul_bytes_get_a_friendly_400(client, method: str, path: str, data) -> None:
+    """No visitor sends a NUL byte, and PostgreSQL cannot store one: refused before any query."""
+    response = getattr(client, method)(path, data=data)
+    assert response.status_code == 400
+    assert "Traceback" not in response.get_data(as_text=True)
+    assert "could not be understood" in response.get_data(as_text=True)

@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..extensions import csrf, db, limiter
 from ..models import ApiToken, utcnow
+from ..security import fields_with_nul, request_fields_with_nul
 from . import errors
 from .tokens import InvalidApiToken, authenticate, bearer_value
 
@@ -57,6 +58,17 @@ def _guard_request() -> None:
     g.api_token = token
     if request.method in BODY_METHODS and _has_body() and not request.is_json:
         abort(415)
+    _refuse_nul_bytes()
+
+
+def _refuse_nul_bytes() -> None:
+    """Refuse NUL bytes in any value, naming the fields: PostgreSQL text cannot store them."""
+    fields = request_fields_with_nul()
+    if request.is_json:
+        fields += fields_with_nul(request.get_json(silent=True))
+    if fields:
+        message = "Text may not contain NUL (\\u0000) characters."
+        abort(422, errors={field: [message] for field in fields})
 
 
 def _has_body() -> bool:
