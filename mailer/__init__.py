@@ -20,6 +20,7 @@ from . import (
     errors,
     films,
     pages,
+    routing,
     security,
     sending,
     subscriptions,
@@ -38,6 +39,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         instance_path=_instance_path(),
     )
     configure(app, test_config)
+    routing.init_app(app)
     register_extensions(app)
     register_features(app)
     return app

@@ -184,3 +184,14 @@ def test_javascript_urls_are_refused_for_watch_and_poster(app, admin_client) -> 
         assert response.status_code == 400
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Film)) == 0
+
+
+def test_ids_beyond_any_row_are_a_404_before_the_database(admin_client) -> None:
+    """A path id larger than PostgreSQL's integer is refused by routing, on every page."""
+    for path in (
+        "/admin/films/2147483648",
+        "/admin/digests/99999999999/delivery",
+        "/digests/2147483648",
+    ):
+        assert admin_client.get(path).status_code == 404
+    assert admin_client.get("/admin/films/2147483647").status_code == 404  # in range, no such film

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from ..api.tokens import ApiTokenNameInvalid, create_api_token, list_api_tokens, revoke_api_token
@@ -46,9 +46,7 @@ def api_token_create() -> tuple[str, int]:
 @bp.post("/api-tokens/<int:token_id>/revoke")
 def api_token_revoke(token_id: int) -> Response:
     """Stop a token from working."""
-    token = db.session.get(ApiToken, token_id)
-    if token is None:
-        abort(404)
+    token = db.get_or_404(ApiToken, token_id)
     revoke_api_token(token, utcnow())
     db.session.commit()
     flash(f"Token “{token.name}” revoked.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response
@@ -34,14 +34,6 @@ PAUSE_REASON_MAX = 500
 
 class ScheduleInvalid(ValueError):
     """A send time or action the admin entered that cannot be used; the message says why."""
-
-
-def _digest_or_404(digest_id: int) -> Digest:
-    """The digest with this id, or a 404."""
-    digest = db.session.get(Digest, digest_id)
-    if digest is None:
-        abort(404)
-    return digest
 
 
 @bp.app_template_global()
@@ -101,13 +93,13 @@ def queue_test(digest: Digest, address: str) -> Delivery:
 @bp.get("/digests/<int:digest_id>/preview.html")
 def digest_preview_frame(digest_id: int) -> Response:
     """The preview's HTML part, alone, for the sandboxed frame on the digest page."""
-    return framed_html(digest_preview(_digest_or_404(digest_id)).html)
+    return framed_html(digest_preview(db.get_or_404(Digest, digest_id)).html)
 
 
 @bp.post("/digests/<int:digest_id>/test")
 def digest_test_send(digest_id: int) -> Response:
     """Send a test of the digest to one address."""
-    digest = _digest_or_404(digest_id)
+    digest = db.get_or_404(Digest, digest_id)
     try:
         delivery = queue_test(digest, request.form.get("to", ""))
     except InvalidAddress as exc:
@@ -122,7 +114,7 @@ def digest_test_send(digest_id: int) -> Response:
 @bp.get("/digests/<int:digest_id>/delivery")
 def digest_delivery(digest_id: int) -> str:
     """The delivery dashboard: counts, progress, failures; reloads itself while it sends."""
-    digest = _digest_or_404(digest_id)
+    digest = db.get_or_404(Digest, digest_id)
     return render_template(
         "admin/digest_delivery.html",
         digest=digest,
@@ -171,7 +163,7 @@ def _refused(digest_id: int, message: str) -> Response:
 @bp.post("/digests/<int:digest_id>/schedule")
 def digest_schedule(digest_id: int) -> Response:
     """Schedule the digest for a time in the admin's zone, or send it now."""
-    digest = _digest_or_404(digest_id)
+    digest = db.get_or_404(Digest, digest_id)
     now = utcnow()
     try:
         when = (
@@ -196,7 +188,7 @@ def digest_schedule(digest_id: int) -> Response:
 @bp.post("/digests/<int:digest_id>/pause")
 def digest_pause(digest_id: int) -> Response:
     """Pause a scheduled or sending digest, with a reason shown on its dashboard."""
-    digest = _digest_or_404(digest_id)
+    digest = db.get_or_404(Digest, digest_id)
     reason = " ".join(request.form.get("reason", "").split())[:PAUSE_REASON_MAX]
     try:
         pause_digest(digest, reason or f"paused by {current_user.email}", utcnow())
@@ -210,7 +202,7 @@ def digest_pause(digest_id: int) -> Response:
 @bp.post("/digests/<int:digest_id>/resume")
 def digest_resume(digest_id: int) -> Response:
     """Carry on with a paused digest."""
-    digest = _digest_or_404(digest_id)
+    digest = db.get_or_404(Digest, digest_id)
     try:
         resume_digest(digest, utcnow())
     except InvalidTransition as exc:
@@ -223,7 +215,7 @@ def digest_resume(digest_id: int) -> Response:
 @bp.post("/digests/<int:digest_id>/cancel")
 def digest_cancel(digest_id: int) -> Response:
     """Cancel a digest that has not finished, once the admin has ticked the confirmation."""
-    digest = _digest_or_404(digest_id)
+    digest = db.get_or_404(Digest, digest_id)
     if request.form.get("confirm") != "yes":
         return _refused(digest_id, "Not cancelled: tick the box to confirm.")
     try:

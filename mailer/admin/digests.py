@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
@@ -100,14 +100,6 @@ def _render(digest: Digest | None, errors: dict[str, str], status: int = 200) ->
     return page, status
 
 
-def _digest_or_404(digest_id: int) -> Digest:
-    """The digest with this id, or a 404."""
-    digest = db.session.get(Digest, digest_id)
-    if digest is None:
-        abort(404)
-    return digest
-
-
 @bp.get("/digests")
 def digests() -> str:
     """Every digest with its status, newest first."""
@@ -139,7 +131,7 @@ def digest_new() -> Response | tuple[str, int]:
 @bp.route("/digests/<int:digest_id>", methods=["GET", "POST"])
 def digest_edit(digest_id: int) -> Response | tuple[str, int]:
     """A digest's page: its content, and (as they arrive) preview, test send and delivery."""
-    digest = _digest_or_404(digest_id)
+    digest = db.get_or_404(Digest, digest_id)
     if request.method == "POST":
         form = request.form
         try:
@@ -153,10 +145,10 @@ def digest_edit(digest_id: int) -> Response | tuple[str, int]:
             )
         except DigestInvalid as exc:
             db.session.rollback()
-            return _render(_digest_or_404(digest_id), exc.errors, 400)
+            return _render(db.get_or_404(Digest, digest_id), exc.errors, 400)
         except DigestLocked as exc:
             db.session.rollback()
-            return _render(_digest_or_404(digest_id), {"status": str(exc)}, 409)
+            return _render(db.get_or_404(Digest, digest_id), {"status": str(exc)}, 409)
         db.session.commit()
         flash("Digest saved.")
         return redirect(url_for("admin.digest_edit", digest_id=digest.id))
@@ -166,7 +158,7 @@ def digest_edit(digest_id: int) -> Response | tuple[str, int]:
 @bp.post("/digests/<int:digest_id>/duplicate")
 def digest_duplicate(digest_id: int) -> Response:
     """Copy a digest into a new draft."""
-    copy = duplicate_digest(_digest_or_404(digest_id), utcnow())
+    copy = duplicate_digest(db.get_or_404(Digest, digest_id), utcnow())
     db.session.commit()
     flash("This is a new draft copied from the earlier digest.")
     return redirect(url_for("admin.digest_edit", digest_id=copy.id))

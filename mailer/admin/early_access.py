@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import abort, flash, redirect, render_template, url_for
+from flask import flash, redirect, render_template, url_for
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
@@ -57,9 +57,7 @@ def early_access() -> str:
 @bp.post("/early-access/<int:film_id>/alerts")
 def early_access_send(film_id: int) -> Response:
     """Queue the film's alerts now for every eligible subscriber not alerted yet."""
-    film = db.session.get(Film, film_id)
-    if film is None:
-        abort(404)
+    film = db.get_or_404(Film, film_id)
     try:
         added = send_alerts_now(film, utcnow())
     except AlertsNotOpen as error:

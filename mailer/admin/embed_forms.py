@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask import current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
@@ -62,18 +62,10 @@ def embed_form_new() -> Response | tuple[str, int]:
     return redirect(url_for("admin.embed_form", form_id=form.id), 303)
 
 
-def _form_or_404(form_id: int) -> EmbedForm:
-    """The embeddable form with this id, or a 404."""
-    form = db.session.get(EmbedForm, form_id)
-    if form is None:
-        abort(404)
-    return form
-
-
 @bp.get("/embed-forms/<int:form_id>")
 def embed_form(form_id: int) -> str:
     """One form: its origins, topics, consent text and the snippet to paste."""
-    form = _form_or_404(form_id)
+    form = db.get_or_404(EmbedForm, form_id)
     code = snippet(form, current_app.config["MAILER_BASE_URL"])
     return render_template("embed/admin_form.html", form=form, snippet=code)
 
@@ -81,7 +73,7 @@ def embed_form(form_id: int) -> str:
 @bp.post("/embed-forms/<int:form_id>/revoke")
 def embed_form_revoke(form_id: int) -> Response:
     """Stop accepting posts from the form; its snippet stops working at once."""
-    form = _form_or_404(form_id)
+    form = db.get_or_404(EmbedForm, form_id)
     revoke_embed_form(form, utcnow())
     db.session.commit()
     flash(f"Form “{form.name}” revoked: posts from it are refused from now on.")

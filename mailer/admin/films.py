@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
@@ -34,14 +34,6 @@ def _form_values(film: Film | None) -> dict[str, str]:
     }
     values["early_access_at"] = utc_to_local_input(film.early_access_at, admin_zone())
     return values
-
-
-def _film_or_404(film_id: int) -> Film:
-    """The film with this id, or a 404."""
-    film = db.session.get(Film, film_id)
-    if film is None:
-        abort(404)
-    return film
 
 
 @bp.get("/films")
@@ -76,14 +68,14 @@ def film_new() -> Response | str | tuple[str, int]:
 @bp.route("/films/<int:film_id>", methods=["GET", "POST"])
 def film_edit(film_id: int) -> Response | str | tuple[str, int]:
     """Edit a film."""
-    film = _film_or_404(film_id)
+    film = db.get_or_404(Film, film_id)
     errors: dict[str, str] = {}
     if request.method == "POST":
         try:
             save_film(film, _form_fields())
         except FilmInvalid as exc:
             db.session.rollback()
-            film = _film_or_404(film_id)
+            film = db.get_or_404(Film, film_id)
             errors = exc.errors
         else:
             db.session.commit()
@@ -98,7 +90,7 @@ def film_edit(film_id: int) -> Response | str | tuple[str, int]:
 @bp.post("/films/<int:film_id>/delete")
 def film_delete(film_id: int) -> Response | tuple[str, int]:
     """Delete a film, unless it has gone out in a digest."""
-    film = _film_or_404(film_id)
+    film = db.get_or_404(Film, film_id)
     try:
         delete_film(film)
     except FilmInUse as exc:

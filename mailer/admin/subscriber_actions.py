@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
@@ -15,14 +15,6 @@ ACTIONS = {
     "unsubscribe": "Unsubscribe",
     "erase": "Erase",
 }
-
-
-def _subscriber_or_404(subscriber_id: int) -> Subscriber:
-    """The subscriber with this id, or a 404."""
-    subscriber = db.session.get(Subscriber, subscriber_id)
-    if subscriber is None:
-        abort(404)
-    return subscriber
 
 
 def admin_consent(what: str) -> ConsentContext:
@@ -46,7 +38,7 @@ def _confirm_page(subscriber: Subscriber, action: str) -> str:
 @bp.route("/subscribers/<int:subscriber_id>/unsubscribe", methods=["GET", "POST"])
 def subscriber_unsubscribe(subscriber_id: int) -> Response | str:
     """Stop all mail to a subscriber, after confirmation; the consent history records who."""
-    subscriber = _subscriber_or_404(subscriber_id)
+    subscriber = db.get_or_404(Subscriber, subscriber_id)
     if request.method == "GET" or request.form.get("confirm") != "yes":
         return _confirm_page(subscriber, "unsubscribe")
     if subscriber.status == SubscriberStatus.UNSUBSCRIBED:
@@ -61,7 +53,7 @@ def subscriber_unsubscribe(subscriber_id: int) -> Response | str:
 @bp.route("/subscribers/<int:subscriber_id>/erase", methods=["GET", "POST"])
 def subscriber_erase(subscriber_id: int) -> Response | str:
     """Delete a subscriber's personal data, after confirmation; the address stays suppressed."""
-    subscriber = _subscriber_or_404(subscriber_id)
+    subscriber = db.get_or_404(Subscriber, subscriber_id)
     if request.method == "GET" or request.form.get("confirm") != "yes":
         return _confirm_page(subscriber, "erase")
     erase(subscriber, utcnow())

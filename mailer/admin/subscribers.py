@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from flask import abort, flash, redirect, render_template, request, stream_with_context, url_for
+from flask import flash, redirect, render_template, request, stream_with_context, url_for
 from flask_login import current_user
 from sqlalchemy import Select, select
 from werkzeug.wrappers import Response
@@ -215,9 +215,7 @@ def subscribers_export() -> Response:
 @bp.get("/subscribers/<int:subscriber_id>")
 def subscriber_detail(subscriber_id: int) -> str:
     """One subscriber: topics, consent history and deliveries."""
-    subscriber = db.session.get(Subscriber, subscriber_id)
-    if subscriber is None:
-        abort(404)
+    subscriber = db.get_or_404(Subscriber, subscriber_id)
     events = db.session.scalars(
         select(ConsentEvent)
         .where(ConsentEvent.subscriber_id == subscriber.id)
@@ -286,9 +284,7 @@ def suppression_add() -> Response | tuple[str, int]:
 @bp.post("/suppressions/<int:entry_id>/delete")
 def suppression_remove(entry_id: int) -> Response | tuple[str, int]:
     """Take an address off the suppression list, with a reason."""
-    entry = db.session.get(Suppression, entry_id)
-    if entry is None:
-        abort(404)
+    entry = db.get_or_404(Suppression, entry_id)
     try:
         unsuppress(entry, request.form.get("why", ""), current_user.email)
     except SuppressionInvalid as exc:

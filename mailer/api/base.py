@@ -19,8 +19,6 @@ from .tokens import InvalidApiToken, authenticate, bearer_value
 PREFIX = errors.PREFIX
 REALM = 'Bearer realm="mailer API"'
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-# PostgreSQL's integer: larger path ids cannot exist and must not reach the database.
-MAX_ID = 2**31 - 1
 
 
 def rate_limit_key() -> str:
@@ -85,10 +83,3 @@ def make_blueprint(name: str, path: str, description: str) -> Blueprint:
     csrf.exempt(bp)  # bearer tokens, no cookies: nothing for a cross-site form to ride on
     limiter.limit(rate_limit, key_func=rate_limit_key)(bp)
     return bp
-
-
-def check_id(value: int) -> int:
-    """A path id, or 404 when it is beyond any id the database can hold."""
-    if value > MAX_ID:
-        abort(404)
-    return value

@@ -24,6 +24,7 @@ from ..digests import (
 )
 from ..extensions import db
 from ..models import Digest, DigestStatus, utcnow
+from ..routing import MAX_ID
 from ..sending import (
     InvalidTransition,
     cancel_digest,
@@ -32,7 +33,7 @@ from ..sending import (
     resume_digest,
     schedule_digest,
 )
-from .base import MAX_ID, check_id, make_blueprint
+from .base import make_blueprint
 from .pagination import InvalidCursor, Page, PageArgs, page_schema, paginate
 
 bp = make_blueprint("digests", "/digests", "Newsletter issues: compose them and send them.")
@@ -197,7 +198,7 @@ DigestPageSchema = page_schema(DigestSchema, "DigestPage")
 
 def _digest_or_404(digest_id: int, *, lock: bool = False) -> Digest:
     """The digest with this id (locked against the worker when about to change it), or a 404."""
-    digest = db.session.get(Digest, check_id(digest_id), with_for_update=lock)
+    digest = db.session.get(Digest, digest_id, with_for_update=lock)
     if digest is None:
         abort(404, message=f"There is no digest with id {digest_id}.")
     return digest

@@ -11,7 +11,7 @@ from webargs.flaskparser import abort
 from ..extensions import db
 from ..films import FILM_FIELDS, FilmInUse, FilmInvalid, delete_film, save_film
 from ..models import Film
-from .base import check_id, make_blueprint
+from .base import make_blueprint
 from .pagination import InvalidCursor, Page, PageArgs, page_schema, paginate
 
 bp = make_blueprint("films", "/films", "The film catalogue.")
@@ -69,7 +69,7 @@ FilmPageSchema = page_schema(FilmSchema, "FilmPage")
 
 def _film_or_404(film_id: int) -> Film:
     """The film with this id, or a 404."""
-    film = db.session.get(Film, check_id(film_id))
+    film = db.session.get(Film, film_id)
     if film is None:
         abort(404, message=f"There is no film with id {film_id}.")
     return film

@@ -14,7 +14,7 @@ from ..extensions import db
 from ..models import EMAIL_MAX, Subscriber, SubscriberStatus, utcnow
 from ..subscribers import InvalidAddress, InvalidTopics, Topic, erase, subscribe, topics_of
 from ..subscriptions import consent_from_request
-from .base import check_id, current_token, make_blueprint
+from .base import current_token, make_blueprint
 from .pagination import InvalidCursor, Page, PageArgs, page_schema, paginate
 
 bp = make_blueprint("subscribers", "/subscribers", "People on the list, and their consent.")
@@ -100,7 +100,7 @@ SubscriberPageSchema = page_schema(SubscriberSchema, "SubscriberPage")
 
 def _subscriber_or_404(subscriber_id: int) -> Subscriber:
     """The subscriber with this id, or a 404."""
-    subscriber = db.session.get(Subscriber, check_id(subscriber_id))
+    subscriber = db.session.get(Subscriber, subscriber_id)
     if subscriber is None:
         abort(404, message=f"There is no subscriber with id {subscriber_id}.")
     return subscriber

@@ -14,7 +14,7 @@ from ..extensions import db
 from ..models import EMAIL_MAX, Suppression, SuppressionReason, utcnow
 from ..sending import email_hash
 from ..subscribers import InvalidAddress, normalise_email, suppress
-from .base import check_id, current_token, make_blueprint
+from .base import current_token, make_blueprint
 from .pagination import InvalidCursor, Page, PageArgs, page_schema, paginate
 
 bp = make_blueprint("suppressions", "/suppressions", "Addresses that are never mailed.")
@@ -113,7 +113,7 @@ def create_suppression(data: dict[str, Any]) -> tuple[Suppression, int]:
 @bp.response(204)
 def delete_suppression(suppression_id: int) -> None:
     """Take an address off the suppression list."""
-    entry = db.session.get(Suppression, check_id(suppression_id))
+    entry = db.session.get(Suppression, suppression_id)
     if entry is None:
         abort(404, message=f"There is no suppression with id {suppression_id}.")
     token = current_token()
