@@ -182,6 +182,9 @@ class Subscriber(Model):
         Index("ix_subscribers_status_id", "status", "id"),
         Index("ix_subscribers_confirmed_at", "confirmed_at"),
         Index("ix_subscribers_created_at", "created_at"),
+        # Address-prefix search (LIKE 'abc%'): PostgreSQL's default collation cannot use the
+        # unique index for it, text_pattern_ops can.
+        Index("ix_subscribers_email_prefix", "email", postgresql_ops={"email": "text_pattern_ops"}),
     )
 
     def __repr__(self) -> str:
