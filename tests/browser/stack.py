@@ -219,6 +219,24 @@ class LiveStack:
             db.session.execute(delete(Film).where(Film.slug == slug))
             db.session.commit()
 
+    def delete_digest(self, digest_id: int) -> None:
+        """Remove a digest a test made, its deliveries (test sends included) first.
+
+        SQLite here does not enforce the cascades, so the deliveries go explicitly; a sent digest
+        also leaves the public archive.
+        """
+        from sqlalchemy import delete
+
+        from mailer.extensions import db
+        from mailer.models import Delivery, Digest
+
+        with self.app_context():
+            db.session.execute(delete(Delivery).where(Delivery.digest_id == digest_id))
+            found = db.session.get(Digest, digest_id)
+            if found is not None:
+                db.session.delete(found)
+            db.session.commit()
+
     def deliver(self) -> None:
         """Send everything due now (`mailer deliver`), without waiting for the worker's tick."""
         self.mailer("deliver")
