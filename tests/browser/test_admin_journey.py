@@ -208,7 +208,7 @@ def test_admin_journey_from_a_new_film_to_a_sent_digest_and_a_csv_export(
         page.keyboard.press("Enter")
     expect(page.get_by_role("heading", level=1)).to_have_text(someone.email)
     expect(page.locator("main")).to_contain_text("confirmed")
-    deliveries = page.get_by_role("region", name="Deliveries")
+    deliveries = page.get_by_role("region", name="Deliveries table")
     expect(deliveries.locator(f"a[href$='/admin/digests/{digest_id}']")).to_be_visible()
     expect(
         deliveries.locator("tr", has=page.locator(f"a[href$='/admin/digests/{digest_id}']"))
