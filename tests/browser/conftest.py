@@ -28,7 +28,7 @@ from playwright.sync_api import Error as PlaywrightError
 from tests.smtp_server import ScriptedSMTPServer
 
 from . import chromium
-from .actions import admin_sign_in
+from .actions import signed_in_state
 from .mailbox import Mailbox
 from .stack import LiveStack
 
@@ -176,18 +176,6 @@ ADMIN_EMAIL = "editor@example.org"
 ADMIN_PASSWORD = "a long admin password for the browser tests"
 
 
-def signed_in_state(browser: Browser, stack: LiveStack) -> dict[str, Any]:
-    """Make the admin account on ``stack``, sign in with the keyboard, return the cookies."""
-    stack.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
-    context = chromium.new_context(browser, stack.url)
-    page = context.new_page()
-    admin_sign_in(page, ADMIN_EMAIL, ADMIN_PASSWORD)
-    assert page.url.rstrip("/").endswith("/admin"), page.url
-    state: dict[str, Any] = dict(context.storage_state())
-    context.close()
-    return state
-
-
 @pytest.fixture(scope="session")
 def admin_session(browser: Browser, served: LiveStack) -> dict[str, Any]:
     """The cookies of an admin signed in through the sign-in page (with the keyboard).
@@ -195,7 +183,7 @@ def admin_session(browser: Browser, served: LiveStack) -> dict[str, Any]:
     Sign-in is rate limited, so the run signs in once; pass ``storage_state=admin_session`` to
     ``new_context`` for a signed-in context.
     """
-    return signed_in_state(browser, served)
+    return signed_in_state(browser, served, ADMIN_EMAIL, ADMIN_PASSWORD)
 
 
 @pytest.fixture(scope="session")
@@ -205,7 +193,7 @@ def outbox_admin_session(browser: Browser, served_with_outbox: LiveStack) -> dic
     Both stacks listen on 127.0.0.1 and cookies ignore the port, so use these cookies only in a
     context of their own: ``new_context(base_url=served_with_outbox.url, storage_state=...)``.
     """
-    return signed_in_state(browser, served_with_outbox)
+    return signed_in_state(browser, served_with_outbox, ADMIN_EMAIL, ADMIN_PASSWORD)
 
 
 @pytest.fixture
