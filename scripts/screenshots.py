@@ -7,6 +7,7 @@ films loaded) and photographs each entry with Debian's Chromium.
 
 from __future__ import annotations
 
+import logging
 import sys
 import tempfile
 from pathlib import Path
@@ -17,7 +18,8 @@ sys.path.insert(0, str(ROOT))
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from tests.browser import chromium  # noqa: E402
-from tests.browser.shots import SHOTS  # noqa: E402
+from tests.browser.actions import signed_in_state  # noqa: E402
+from tests.browser.shots import SHOT_ADMIN, SHOTS  # noqa: E402
 from tests.browser.stack import LiveStack  # noqa: E402
 from tests.smtp_server import ScriptedSMTPServer  # noqa: E402
 
@@ -31,6 +33,7 @@ def main() -> int:
         print("cannot take screenshots, missing: " + "; ".join(missing), file=sys.stderr)
         return 1
     OUT.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # the SMTP catcher's every command
     smtp = ScriptedSMTPServer().start()
     try:
         with (
@@ -39,8 +42,11 @@ def main() -> int:
             sync_playwright() as driver,
         ):
             browser = chromium.launch(driver)
+            admin = signed_in_state(browser, stack, *SHOT_ADMIN)
             for shot in SHOTS:
-                context = chromium.new_context(browser, stack.url, shot.viewport)
+                context = chromium.new_context(
+                    browser, stack.url, shot.viewport, storage_state=admin if shot.admin else None
+                )
                 page = context.new_page()
                 shot.visit(page, stack)
                 target = OUT / f"{shot.name}.png"

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
+from . import chromium
 from .checks import assert_focus_visible, tab_to
+from .stack import LiveStack
 
 # Text that runs script if it ever reaches a page unescaped; an <img> that loads also shows up
 # as a console error. Use it in films, subjects and Markdown.
@@ -60,3 +63,23 @@ def admin_sign_in(page: Page, email: str, password: str) -> None:
     page.keyboard.type(password)
     with page.expect_navigation():
         page.keyboard.press("Enter")
+
+
+def signed_in_state(
+    browser: Browser, stack: LiveStack, email: str, password: str
+) -> dict[str, Any]:
+    """Make the admin account on ``stack``, sign in with the keyboard, return the cookies.
+
+    Sign-in allows a few attempts a minute, so a run signs in once and hands these cookies to
+    every admin context (``storage_state=``).
+    """
+    from . import seed
+
+    seed.admin(stack, email, password)
+    context = chromium.new_context(browser, stack.url)
+    page = context.new_page()
+    admin_sign_in(page, email, password)
+    assert page.url.rstrip("/").endswith("/admin"), page.url
+    state: dict[str, Any] = dict(context.storage_state())
+    context.close()
+    return state

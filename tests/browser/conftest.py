@@ -28,7 +28,7 @@ from playwright.sync_api import Error as PlaywrightError
 from tests.smtp_server import ScriptedSMTPServer
 
 from . import chromium
-from .actions import admin_sign_in
+from .actions import signed_in_state
 from .mailbox import Mailbox
 from .stack import LiveStack
 
@@ -82,6 +82,21 @@ def served(
 ) -> Iterator[LiveStack]:
     """The app served by gunicorn on 127.0.0.1, its worker, the nine films loaded."""
     with LiveStack(tmp_path_factory.mktemp("served"), smtp_server) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def served_with_outbox(
+    browser_tools: None, smtp_server: ScriptedSMTPServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveStack]:
+    """A second stack whose mail goes to files (``file://``), so the admin outbox has messages.
+
+    Started only by the tests that ask for it; its URL differs from ``served.url`` (pass
+    ``base_url=served_with_outbox.url`` to ``new_context``).
+    """
+    workdir = tmp_path_factory.mktemp("served-outbox")
+    outbox = workdir / "outbox"
+    with LiveStack(workdir, smtp_server, extra_env={"MAILER_MAIL_URL": outbox.as_uri()}) as stack:
         yield stack
 
 
@@ -168,14 +183,17 @@ def admin_session(browser: Browser, served: LiveStack) -> dict[str, Any]:
     Sign-in is rate limited, so the run signs in once; pass ``storage_state=admin_session`` to
     ``new_context`` for a signed-in context.
     """
-    served.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
-    context = chromium.new_context(browser, served.url)
-    page = context.new_page()
-    admin_sign_in(page, ADMIN_EMAIL, ADMIN_PASSWORD)
-    assert page.url.rstrip("/").endswith("/admin"), page.url
-    state: dict[str, Any] = dict(context.storage_state())
-    context.close()
-    return state
+    return signed_in_state(browser, served, ADMIN_EMAIL, ADMIN_PASSWORD)
+
+
+@pytest.fixture(scope="session")
+def outbox_admin_session(browser: Browser, served_with_outbox: LiveStack) -> dict[str, Any]:
+    """Like ``admin_session``, on the stack that writes mail to files.
+
+    Both stacks listen on 127.0.0.1 and cookies ignore the port, so use these cookies only in a
+    context of their own: ``new_context(base_url=served_with_outbox.url, storage_state=...)``.
+    """
+    return signed_in_state(browser, served_with_outbox, ADMIN_EMAIL, ADMIN_PASSWORD)
 
 
 @pytest.fixture
@@ -185,7 +203,8 @@ def new_context(
     """Make watched browser contexts on the served site.
 
     ``viewport=PHONE`` for a phone; ``bypass_csp=True`` where axe-core is to be injected;
-    ``storage_state=admin_session`` for a context signed in as the admin.
+    ``storage_state=admin_session`` for a context signed in as the admin; ``base_url`` for a
+    stack other than ``served``.
     """
     made: list[BrowserContext] = []
 
@@ -193,9 +212,14 @@ def new_context(
         viewport: dict[str, int] | None = None,
         bypass_csp: bool = False,
         storage_state: dict[str, Any] | None = None,
+        base_url: str | None = None,
     ) -> BrowserContext:
         context = chromium.new_context(
-            browser, served.url, viewport, bypass_csp=bypass_csp, storage_state=storage_state
+            browser,
+            base_url or served.url,
+            viewport,
+            bypass_csp=bypass_csp,
+            storage_state=storage_state,
         )
         context.on("page", page_watch.watch)
         made.append(context)

@@ -141,3 +141,22 @@ def embed_form(stack: LiveStack, name: str, origin: str) -> int:
         )
         db.session.commit()
         return form.id
+
+
+def api_token(stack: LiveStack, name: str) -> None:
+    """An API token called ``name`` (its value is not kept: only the admin page lists it)."""
+    from mailer.api.tokens import create_api_token
+    from mailer.extensions import db
+    from mailer.models import utcnow
+
+    with stack.app_context():
+        create_api_token(name, utcnow())
+        db.session.commit()
+
+
+def sent_digest(stack: LiveStack, subject: str, intro_markdown: str, film_slugs: list[str]) -> int:
+    """A digest the worker has sent to every confirmed subscriber; its id."""
+    digest_id = digest(stack, subject, intro_markdown, film_slugs)
+    schedule_now(stack, digest_id)
+    wait_for_status(stack, digest_id, "sent")
+    return digest_id

@@ -1,7 +1,8 @@
 """The pictures of the README: one entry per screenshot, shared by `make screenshots` and the tests.
 
 Add a page by adding one ``Shot``: a file name, a viewport, and how to get there. ``visit`` may
-drive the site (subscribe, sign in, ...) and may read mail from ``stack.smtp``.
+drive the site (subscribe, ...) and may read mail from ``stack.smtp``; an ``admin`` shot's page is
+already signed in (the run signs in once: sign-in allows only a few attempts a minute).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from playwright.sync_api import Page
 
 from . import seed
-from .actions import admin_sign_in, press_button_with_keyboard, subscribe_with_keyboard
+from .actions import press_button_with_keyboard, subscribe_with_keyboard
 from .checks import DESKTOP, PHONE
 from .mailbox import Mailbox
 from .stack import LiveStack
@@ -27,6 +28,7 @@ class Shot:
     viewport: dict[str, int]
     visit: Callable[[Page, LiveStack], None]
     full_page: bool = True  # False: only the first screen, as a phone first shows it
+    admin: bool = False  # True: the page's context is signed in as the admin
 
 
 def goto(path: str) -> Callable[[Page, LiveStack], None]:
@@ -67,11 +69,21 @@ def received_digest(page: Page, stack: LiveStack) -> None:
 
 
 def composer(page: Page, stack: LiveStack) -> None:
-    """The admin's digest page: the Markdown composer and the featured films."""
-    seed.admin(stack, *SHOT_ADMIN)
+    """The admin's digest page: the Markdown composer, the featured films and the preview."""
     digest_id = seed.digest(stack, DIGEST_SUBJECT, DIGEST_INTRO, DIGEST_FILMS)
-    admin_sign_in(page, *SHOT_ADMIN)
     page.goto(f"/admin/digests/{digest_id}")
+    # The preview frame loads lazily: bring it into view, wait for the mail, go back up.
+    page.locator("#preview iframe").scroll_into_view_if_needed()
+    page.frame_locator("#preview iframe").locator("strong").first.wait_for()
+    page.evaluate("() => window.scrollTo(0, 0)")
+
+
+def dashboard(page: Page, stack: LiveStack) -> None:
+    """The delivery dashboard of a digest the worker has sent to every confirmed subscriber."""
+    for n in range(3):
+        seed.subscriber(stack, f"dashboard-reader-{n}-{time.monotonic_ns()}@example.org")
+    digest_id = seed.sent_digest(stack, DIGEST_SUBJECT, DIGEST_INTRO, DIGEST_FILMS)
+    page.goto(f"/admin/digests/{digest_id}/delivery")
 
 
 SHOTS: list[Shot] = [
@@ -80,5 +92,13 @@ SHOTS: list[Shot] = [
     Shot("film-desktop", DESKTOP, goto("/films/the-red-chapel"), full_page=False),
     Shot("subscribed-phone", PHONE, subscribed, full_page=False),
     Shot("digest-mail", {"width": 800, "height": 900}, received_digest),
-    Shot("composer-desktop", DESKTOP, composer),
+    Shot("digest-mail-phone", PHONE, received_digest, full_page=False),
+    # Chromium leaves a sandboxed frame blank in a full-page picture, so the composer is taken
+    # on one tall screen that reaches down to the preview.
+    Shot(
+        "composer-desktop", {"width": 1280, "height": 2700}, composer, full_page=False, admin=True
+    ),
+    Shot("composer-phone", PHONE, composer, full_page=False, admin=True),
+    Shot("dashboard-desktop", DESKTOP, dashboard, full_page=False, admin=True),
+    Shot("dashboard-phone", PHONE, dashboard, full_page=False, admin=True),
 ]

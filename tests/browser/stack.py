@@ -209,14 +209,38 @@ class LiveStack:
         self.mailer("import-films", str(path))
 
     def delete_film(self, slug: str) -> None:
-        """Remove a film a test added, so the catalogue is the nine films again."""
+        """Remove a film a test added, so the catalogue is the nine films again.
+
+        Its early-access alerts and opens go first: SQLite here does not enforce the cascades.
+        """
+        from sqlalchemy import delete, select
+
+        from mailer.extensions import db
+        from mailer.models import Delivery, EarlyAccessOpen, Film
+
+        with self.app_context():
+            film_ids = select(Film.id).where(Film.slug == slug).scalar_subquery()
+            db.session.execute(delete(Delivery).where(Delivery.film_id == film_ids))
+            db.session.execute(delete(EarlyAccessOpen).where(EarlyAccessOpen.film_id == film_ids))
+            db.session.execute(delete(Film).where(Film.slug == slug))
+            db.session.commit()
+
+    def delete_digest(self, digest_id: int) -> None:
+        """Remove a digest a test made, its deliveries (test sends included) first.
+
+        SQLite here does not enforce the cascades, so the deliveries go explicitly; a sent digest
+        also leaves the public archive.
+        """
         from sqlalchemy import delete
 
         from mailer.extensions import db
-        from mailer.models import Film
+        from mailer.models import Delivery, Digest
 
         with self.app_context():
-            db.session.execute(delete(Film).where(Film.slug == slug))
+            db.session.execute(delete(Delivery).where(Delivery.digest_id == digest_id))
+            found = db.session.get(Digest, digest_id)
+            if found is not None:
+                db.session.delete(found)
             db.session.commit()
 
     def deliver(self) -> None:

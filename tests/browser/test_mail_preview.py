@@ -3,8 +3,6 @@
 The preview's HTML is a separate page shown in a sandboxed frame with its own policy: the frame
 must render (styles and all) without a CSP violation, and hostile digest text must stay text.
 The page watch fails the test on any dialog or console error, CSP reports included.
-(Named to run after test_embed_browser, which needs to start its own Playwright driver before
-the session-wide one of the other modules starts.)
 """
 
 from __future__ import annotations

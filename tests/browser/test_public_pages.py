@@ -115,10 +115,12 @@ def test_public_page_is_accessible_and_fits_the_screen(
 def test_screenshot_pages_render_without_overflow(
     new_context: Callable[..., BrowserContext],
     served: LiveStack,
+    request: pytest.FixtureRequest,
     tmp_path: Path,
     shot: Shot,
 ) -> None:
-    page = new_context(shot.viewport).new_page()
+    signed_in = request.getfixturevalue("admin_session") if shot.admin else None
+    page = new_context(shot.viewport, storage_state=signed_in).new_page()
     shot.visit(page, served)
     assert_no_horizontal_overflow(page)
     png = page.screenshot(path=tmp_path / f"{shot.name}.png", full_page=shot.full_page)
