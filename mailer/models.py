@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -261,6 +262,13 @@ class DigestFilm(Model):
     __table_args__ = (Index("ix_digest_films_film_id", "film_id"),)
 
 
+# The partial indexes' conditions; queries that want them say the same with literals (a bound
+# parameter could not be matched to the condition by a reused PostgreSQL plan).
+DUE_DIGEST = "status = 'queued' AND kind = 'digest'"
+DUE_MAIL = "status = 'queued' AND kind <> 'digest'"
+LEASED = "status = 'claimed'"
+
+
 class Delivery(Model):
     """One message to one recipient: the journal row the worker claims, sends and records."""
 
@@ -291,13 +299,43 @@ class Delivery(Model):
         CheckConstraint(f"status IN ({_enum_values(DeliveryStatus)})", name="status"),
         CheckConstraint(f"kind IN ({_enum_values(DeliveryKind)})", name="kind"),
         # Set-based enqueueing relies on these: a digest or an alert reaches a subscriber once.
-        UniqueConstraint("digest_id", "subscriber_id"),
-        UniqueConstraint("film_id", "subscriber_id"),
-        # The claim query: due rows by time.
-        Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
-        # Dashboard counts by status per digest.
+        # The digest's one leads with the subscriber, so it also finds a subscriber's rows.
+        UniqueConstraint("subscriber_id", "digest_id"),
+        Index(
+            "uq_deliveries_film_id_subscriber_id",
+            "film_id",
+            "subscriber_id",
+            unique=True,
+            postgresql_where=text("film_id IS NOT NULL"),
+            sqlite_where=text("film_id IS NOT NULL"),
+        ),
+        # Dashboard counts by status per digest (and finding a digest's open rows).
         Index("ix_deliveries_digest_id_status", "digest_id", "status"),
-        Index("ix_deliveries_subscriber_id", "subscriber_id"),
+        # The claim (sending.claim_batch), one partial index per branch, so that sent rows and
+        # paused digests cost it nothing: each sending digest's due rows, other due mail, and
+        # leases that may have run out.
+        Index(
+            "ix_deliveries_due_digest",
+            "digest_id",
+            "next_attempt_at",
+            "id",
+            postgresql_where=text(DUE_DIGEST),
+            sqlite_where=text(DUE_DIGEST),
+        ),
+        Index(
+            "ix_deliveries_due_mail",
+            "next_attempt_at",
+            "id",
+            postgresql_where=text(DUE_MAIL),
+            sqlite_where=text(DUE_MAIL),
+        ),
+        Index(
+            "ix_deliveries_leased",
+            "lease_until",
+            "id",
+            postgresql_where=text(LEASED),
+            sqlite_where=text(LEASED),
+        ),
     )
 
     def __repr__(self) -> str:
