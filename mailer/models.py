@@ -309,8 +309,9 @@ class Delivery(Model):
             postgresql_where=text("film_id IS NOT NULL"),
             sqlite_where=text("film_id IS NOT NULL"),
         ),
-        # Dashboard counts by status per digest (and finding a digest's open rows).
-        Index("ix_deliveries_digest_id_status", "digest_id", "status"),
+        # Dashboard counts by status per digest, read from the index alone (its few distinct
+        # keys are stored once each); also finds a digest's open rows.
+        Index("ix_deliveries_digest_id_status_kind", "digest_id", "status", "kind"),
         # The claim (sending.claim_batch), one partial index per branch, so that sent rows and
         # paused digests cost it nothing: each sending digest's due rows, other due mail, and
         # leases that may have run out.
