@@ -74,7 +74,7 @@ def admin_queries(digest_id: int, count: int) -> dict[str, Callable[[], Any]]:
         "subscribers, a page half-way down (keyset)": deep_page,
         "subscribers, filtered page (status + topic)": filtered_page,
         "subscribers, exact-address search": search,
-        "dashboard counts (GROUP BY status of a digest's deliveries)": dashboard,
+        "dashboard counts (sending.digest_counts, a digest by status)": dashboard,
     }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -47,6 +47,7 @@ from mailer.sending import (
     resume_digest,
     retry_delay,
     schedule_digest,
+    skip_pending_for,
     sql_email_hash,
     start_due_digests,
     suppress,
@@ -441,3 +442,54 @@ def test_groups_are_sized_by_their_pace_within_bounds(app: Flask) -> None:
     assert sender.group_size == int(GROUP_MAX * GROUP_SECONDS / 5.0)
     sender._resize(1, 60.0)
     assert sender.group_size == GROUP_MIN
+
+
+def _counted(digest_id: int) -> dict[str, int]:
+    """A digest's deliveries counted row by row, as digest_counts must agree."""
+    counts = {str(status): 0 for status in DeliveryStatus}
+    for status, count in db.session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.digest_id == digest_id, Delivery.kind != DeliveryKind.TEST)
+        .group_by(Delivery.status)
+    ):
+        counts[status] = count
+    return counts
+
+
+@pytest.mark.usefixtures("ctx")
+def test_dashboard_counts_follow_every_change_to_the_journal(
+    app: Flask, smtp_server: ScriptedSMTPServer
+) -> None:
+    smtp_server.add_rule(
+        lambda rcpt: "550 5.1.1 no such user" if rcpt == "reader00002@example.org" else None
+    )
+    ids = add_subscribers(12)
+    digest_id = add_digest("Counted", status=DigestStatus.SENDING)
+    other = add_digest("Other", status=DigestStatus.SENDING)
+    assert start_due_digests(NOW) == []
+    steps: list[Callable[[], object]] = [
+        lambda: enqueue_digest(digest_id, NOW),
+        lambda: enqueue_digest(other, NOW),
+        lambda: queue_message(
+            DeliveryKind.TEST, None, NOW, to_address="editor@example.org", digest_id=digest_id
+        ),
+        lambda: claim_batch("w", NOW, 8, 60),
+        lambda: Sender("w", backend_from_url(smtp_server.url), lambda: NOW).send_batch(
+            db.session.scalars(select(Delivery.id).where(Delivery.claimed_by == "w")).all()
+        ),
+        lambda: skip_pending_for(ids[-1], "unsubscribed"),
+        lambda: claim_batch("v", NOW, 2, 60),
+        lambda: db.session.execute(Subscriber.__table__.delete().where(Subscriber.id.in_(ids[:2]))),
+        lambda: db.session.execute(
+            Delivery.__table__.delete().where(Delivery.subscriber_id.in_(ids[:2]))
+        ),
+        lambda: cancel_digest(db.session.get(Digest, digest_id), NOW),  # type: ignore[arg-type]
+    ]
+    for step in steps:
+        step()
+        db.session.commit()
+        for digest in (digest_id, other):
+            assert digest_counts(digest) == _counted(digest)
+    counts = digest_counts(digest_id)
+    assert counts[DeliveryStatus.SENT] > 0 and counts[DeliveryStatus.FAILED] == 1
+    assert sum(counts.values()) == 10  # two subscribers' rows deleted, the test send not counted
