@@ -479,10 +479,10 @@ def test_dashboard_counts_follow_every_change_to_the_journal(
         ),
         lambda: skip_pending_for(ids[-1], "unsubscribed"),
         lambda: claim_batch("v", NOW, 2, 60),
-        lambda: db.session.execute(Subscriber.__table__.delete().where(Subscriber.id.in_(ids[:2]))),
         lambda: db.session.execute(
             Delivery.__table__.delete().where(Delivery.subscriber_id.in_(ids[:2]))
         ),
+        lambda: db.session.execute(Subscriber.__table__.delete().where(Subscriber.id.in_(ids[:2]))),
         lambda: cancel_digest(db.session.get(Digest, digest_id), NOW),  # type: ignore[arg-type]
     ]
     for step in steps:

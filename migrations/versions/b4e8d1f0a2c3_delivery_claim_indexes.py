@@ -3,7 +3,9 @@
 Claims walk partial indexes (each sending digest's due rows, other due mail, leases), so sent
 rows and paused digests cost them nothing. Enqueueing a digest writes four indexes instead of
 six: the digest's unique key now leads with the subscriber and replaces the subscriber index,
-and the alerts' unique key covers alert rows only.
+and the alerts' unique key covers alert rows only. The foreign keys from deliveries to digests
+and subscribers go: their per-row checks were half the cost of enqueueing (the code removes a
+subscriber's rows itself, as SQLite always needed, and digests are never deleted).
 
 The dashboard's counts: on PostgreSQL, delivery_counts is kept by statement triggers on
 deliveries (one upsert per statement, whatever its size, its rows locked in one order), so
@@ -105,6 +107,8 @@ def upgrade():
         batch_op.drop_index('ix_deliveries_digest_id_status')
         batch_op.drop_constraint('uq_deliveries_digest_id_subscriber_id', type_='unique')
         batch_op.drop_constraint('uq_deliveries_film_id_subscriber_id', type_='unique')
+        batch_op.drop_constraint('fk_deliveries_digest_id_digests', type_='foreignkey')
+        batch_op.drop_constraint('fk_deliveries_subscriber_id_subscribers', type_='foreignkey')
         batch_op.create_unique_constraint(
             op.f('uq_deliveries_subscriber_id_digest_id'), ['subscriber_id', 'digest_id']
         )
@@ -146,6 +150,14 @@ def downgrade():
         batch_op.drop_index('ix_deliveries_digest_id_status_kind')
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.drop_constraint(op.f('uq_deliveries_subscriber_id_digest_id'), type_='unique')
+        batch_op.create_foreign_key(
+            op.f('fk_deliveries_subscriber_id_subscribers'), 'subscribers', ['subscriber_id'],
+            ['id'], ondelete='CASCADE'
+        )
+        batch_op.create_foreign_key(
+            op.f('fk_deliveries_digest_id_digests'), 'digests', ['digest_id'], ['id'],
+            ondelete='CASCADE'
+        )
         batch_op.create_unique_constraint(
             op.f('uq_deliveries_film_id_subscriber_id'), ['film_id', 'subscriber_id']
         )
