@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import smtplib
 import socket
 import ssl
@@ -14,6 +15,8 @@ from .base import Message, PermanentFailure, SenderMisconfigured, TemporaryFailu
 
 Failure = TemporaryFailure | PermanentFailure | SenderMisconfigured
 Reply = tuple[int, bytes]
+# An address with nothing in it that the header parser would have to interpret.
+_PLAIN_ADDRESS = re.compile(r'[^\s<>()\[\],;:"\\@]+@[^\s<>()\[\],;:"\\@]+')
 _TRUE = ("1", "true", "yes", "on")
 
 
@@ -251,8 +254,8 @@ class SMTPBackend:
         conn = self._conn
         options = self._mail_options(conn, sender, message)
         encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
-        lines = [" ".join([f"MAIL FROM:{smtplib.quoteaddr(sender)}", *options])]
-        lines += [f"RCPT TO:{smtplib.quoteaddr(r)}" for r in message.recipients]
+        lines = [" ".join([f"MAIL FROM:{_path(sender)}", *options])]
+        lines += [f"RCPT TO:{_path(r)}" for r in message.recipients]
         lines.append("DATA")
         conn.send(("\r\n".join(lines) + "\r\n").encode(encoding))
         code, reply = conn.getreply()
@@ -306,6 +309,14 @@ class SMTPBackend:
             conn.rset()
         except (OSError, smtplib.SMTPException):
             self._drop()
+
+
+def _path(address: str) -> str:
+    """An address as MAIL FROM and RCPT TO carry it; plain ones without the header parser,
+    which took a sixth of a message's time."""
+    if _PLAIN_ADDRESS.fullmatch(address):
+        return f"<{address}>"
+    return smtplib.quoteaddr(address)
 
 
 def _dot_stuffed(data: bytes) -> bytes:
