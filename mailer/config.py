@@ -98,7 +98,7 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]
         # Sending engine tuning; the defaults suit production, tests shorten them.
         "MAILER_RETRY_DELAY": _float(env, "MAILER_RETRY_DELAY", 60.0),
         "MAILER_LEASE_SECONDS": _float(env, "MAILER_LEASE_SECONDS", 300.0),
-        "MAILER_SEND_BATCH": _int(env, "MAILER_SEND_BATCH", 100),
+        "MAILER_SEND_BATCH": _int(env, "MAILER_SEND_BATCH", 500),
         "MAILER_PAUSE_AFTER_CONNECTION_ERRORS": _int(
             env, "MAILER_PAUSE_AFTER_CONNECTION_ERRORS", 10
         ),

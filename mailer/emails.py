@@ -25,7 +25,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import css_inline
@@ -49,7 +49,7 @@ from .models import (
     SubscriberStatus,
     utcnow,
 )
-from .tokens import Purpose, link
+from .tokens import Purpose, TokenOwner, link
 
 # Long List-Unsubscribe URLs must reach the wire unfolded (see PERFORMANCE.md).
 WIRE_POLICY = SMTP.clone(max_line_length=998)
@@ -104,6 +104,41 @@ class Undeliverable(Exception):
     see it); the engine should skip it rather than retry."""
 
 
+class Journaled(Protocol):
+    """What rendering reads of a delivery: its model object, or the row the sender read."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def digest_id(self) -> int | None: ...
+
+    @property
+    def film_id(self) -> int | None: ...
+
+    @property
+    def message_id(self) -> str | None: ...
+
+
+class Recipient(TokenOwner, Protocol):
+    """What rendering reads of a subscriber: its model object, or the row the sender read."""
+
+    @property
+    def email(self) -> str: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def wants_early_access(self) -> bool: ...
+
+
+R = TypeVar("R", bound=Recipient)
+
+
 @dataclass(frozen=True)
 class RenderedEmail:
     """A message as a person sees it: for the admin preview."""
@@ -133,6 +168,11 @@ class _Prerendered:
     chunks: tuple[bytes | str, ...]
     header_names: tuple[str, ...]
 
+    @functools.cached_property
+    def slots(self) -> frozenset[str]:
+        """The personal parts this message has."""
+        return frozenset(c for c in self.chunks if isinstance(c, str))
+
 
 @dataclass
 class RenderCache:
@@ -149,9 +189,18 @@ class RenderCache:
     fast_renders: int = 0
     slow_renders: int = 0
 
+    # The Date header of the last time asked for: a group's messages share one.
+    _date: tuple[datetime, str] | None = None
+
     def new_transaction(self) -> None:
         """Forget what may have changed since the last transaction: the films' dates."""
         self.lineups.clear()
+
+    def date_header(self, now: datetime) -> str:
+        """``now`` as a Date header, formatted once per distinct time."""
+        if self._date is None or self._date[0] != now:
+            self._date = (now, format_datetime(now))
+        return self._date[1]
 
 
 @dataclass(frozen=True)
@@ -195,7 +244,7 @@ class Links(Protocol):
 class PersonalLinks:
     """A subscriber's real, signed links."""
 
-    subscriber: Subscriber
+    subscriber: Recipient
 
     def unsubscribe(self) -> str:
         """The unsubscribe link."""
@@ -451,6 +500,15 @@ def message_id_for(delivery: Delivery) -> str:
     return delivery.message_id
 
 
+def _message_id_of(delivery: Journaled) -> str:
+    """The delivery's Message-ID; the sender's rows have theirs from the claim."""
+    if delivery.message_id is not None:
+        return delivery.message_id
+    if isinstance(delivery, Delivery):
+        return message_id_for(delivery)
+    raise Undeliverable(f"delivery {delivery.id} has no Message-ID")
+
+
 def recipient_of(delivery: Delivery, subscriber: Subscriber | None) -> str:
     """Where a delivery goes: its own address if set, else the subscriber's."""
     if delivery.to_address:
@@ -593,7 +651,7 @@ def film_entry(
     return FilmEntry(**common, state="soon")
 
 
-def may_see_early(subscriber: Subscriber | None) -> bool:
+def may_see_early(subscriber: Recipient | None) -> bool:
     """Only confirmed subscribers who asked for early access get early links."""
     return (
         subscriber is not None
@@ -681,7 +739,7 @@ def films_in_early_access(now: datetime) -> list[Film]:
 # One function per kind
 
 
-def _need(subscriber: Subscriber | None, delivery: Delivery) -> Subscriber:
+def _need(subscriber: R | None, delivery: Journaled) -> R:
     """The delivery's subscriber, which this kind cannot do without."""
     if subscriber is None:
         raise Undeliverable(f"delivery {delivery.id} ({delivery.kind}) has no subscriber")
@@ -733,7 +791,7 @@ def render_welcome(
     return _one_off(delivery, recipient_of(delivery, reader), content, now)
 
 
-def _digest_of(delivery: Delivery, cache: RenderCache) -> Digest:
+def _digest_of(delivery: Journaled, cache: RenderCache) -> Digest:
     """The delivery's digest, loaded once per batch."""
     if delivery.digest_id is None:
         raise Undeliverable(f"delivery {delivery.id} names no digest")
@@ -746,7 +804,7 @@ def _digest_of(delivery: Delivery, cache: RenderCache) -> Digest:
     return digest
 
 
-def _film_of(delivery: Delivery, cache: RenderCache) -> Film:
+def _film_of(delivery: Journaled, cache: RenderCache) -> Film:
     """The delivery's film, loaded once per batch."""
     if delivery.film_id is None:
         raise Undeliverable(f"delivery {delivery.id} names no film")
@@ -760,7 +818,7 @@ def _film_of(delivery: Delivery, cache: RenderCache) -> Film:
 
 
 def render_digest(
-    delivery: Delivery, subscriber: Subscriber | None, cache: RenderCache, now: datetime
+    delivery: Journaled, subscriber: Recipient | None, cache: RenderCache, now: datetime
 ) -> Message:
     """A digest for one subscriber, assembled from the batch's pre-rendered bytes."""
     reader = _need(subscriber, delivery)
@@ -801,7 +859,7 @@ def _lineup_of(digest_id: int, cache: RenderCache) -> _Lineup:
 
 
 def render_early_access(
-    delivery: Delivery, subscriber: Subscriber | None, cache: RenderCache, now: datetime
+    delivery: Journaled, subscriber: Recipient | None, cache: RenderCache, now: datetime
 ) -> Message:
     """The alert that a film opened early, with the subscriber's personal link."""
     reader = _need(subscriber, delivery)
@@ -896,13 +954,29 @@ def render_delivery(
     return renderer(delivery, subscriber, cache, now or utcnow())
 
 
+BULK_RENDERERS: dict[str, Callable[[Journaled, Recipient, RenderCache, datetime], Message]] = {
+    DeliveryKind.DIGEST: render_digest,
+    DeliveryKind.EARLY_ACCESS: render_early_access,
+}
+
+
+def render_bulk(
+    delivery: Journaled, reader: Recipient, cache: RenderCache, now: datetime
+) -> Message:
+    """A digest or an alert from plain rows, as the sender reads them (no model objects)."""
+    renderer = BULK_RENDERERS.get(delivery.kind)
+    if renderer is None:
+        raise Undeliverable(f"delivery {delivery.id}: {delivery.kind!r} is not sent in bulk")
+    return renderer(delivery, reader, cache, now)
+
+
 # ---------------------------------------------------------------------------------------------
 # The fast path: pre-rendered bytes with personal parts substituted
 
 
 def _personalised(
-    delivery: Delivery,
-    reader: Subscriber,
+    delivery: Journaled,
+    reader: Recipient,
     cache: RenderCache,
     now: datetime,
     key: tuple[str, int, str],
@@ -911,8 +985,8 @@ def _personalised(
 ) -> Message:
     """Substitute one reader's parts into the cached bytes (the slow way for odd addresses)."""
     to = reader.email
-    message_id = message_id_for(delivery)
-    date = format_datetime(now)
+    message_id = _message_id_of(delivery)
+    date = cache.date_header(now)
     links = PersonalLinks(reader)
     values = {"to": to, "mid": message_id, "date": date}
     if not _SIMPLE_ADDRESS.match(to) or not message_id.isascii():
@@ -923,7 +997,7 @@ def _personalised(
     if prerendered is None:
         prerendered = prerender(content, cache.slot_nonce)
         cache.prerendered[key] = prerendered
-    slots = {c for c in prerendered.chunks if isinstance(c, str)}
+    slots = prerendered.slots
     if "unsub" in slots:
         values["unsub"] = links.unsubscribe()
     if "prefs" in slots:

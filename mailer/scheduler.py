@@ -66,8 +66,12 @@ def _sender_loop(
         # Each parallel connection needs its own backend object: a session holds one connection.
         backend = get_backend() if index == 0 else backend_from_url(app.config["MAILER_MAIL_URL"])
         sender = Sender(worker, backend, utcnow)
-        batch = max(1, int(app.config["MAILER_SEND_BATCH"]))
         lease = float(app.config["MAILER_LEASE_SECONDS"])
+        batch = max(1, int(app.config["MAILER_SEND_BATCH"]))
+        rate = float(app.config["MAILER_SEND_RATE"])
+        if rate > 0:
+            # A batch must go out well within its lease, even at the slowest rate allowed.
+            batch = min(batch, max(1, int(rate * lease / 2)))
         deadline = time.monotonic() + budget
         try:
             while time.monotonic() < deadline:

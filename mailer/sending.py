@@ -5,24 +5,30 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import random
+import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Flask, current_app
 from sqlalchemy import (
     ColumnElement,
-    Select,
+    Table,
     and_,
+    bindparam,
+    case,
+    cast,
     delete,
     event,
     exists,
     func,
     literal,
+    literal_column,
     or_,
     select,
     update,
@@ -37,13 +43,18 @@ from sqlalchemy.types import String
 from . import emails
 from .backends import (
     Backend,
+    Message,
     PermanentFailure,
     SenderMisconfigured,
     TemporaryFailure,
 )
 from .extensions import db
 from .models import (
+    DUE_DIGEST,
+    DUE_MAIL,
+    LEASED,
     Delivery,
+    DeliveryCount,
     DeliveryKind,
     DeliveryStatus,
     Digest,
@@ -63,8 +74,16 @@ log = logging.getLogger("mailer.sending")
 OPEN_STATUSES = (DeliveryStatus.QUEUED, DeliveryStatus.CLAIMED)
 # Retries never wait longer than this between two attempts.
 MAX_RETRY_DELAY = 6 * 3600.0
-# Deliveries sent per transaction: a crash resends at most this many per connection.
-GROUP_SIZE = 20
+# A group of deliveries is re-checked, sent and journaled in one transaction. Groups are sized
+# to take about GROUP_SECONDS: the locks a group holds (SQLite's write lock; the rows and their
+# subscribers on PostgreSQL) keep an unsubscribe or a sign-up waiting at most that long, and
+# commits stay few however fast the server takes mail.
+GROUP_SECONDS = 0.25
+# The first group of a sender, and the bounds of the rest; a crash resends at most one group
+# per connection, so never more than GROUP_MAX messages.
+GROUP_FIRST = 20
+GROUP_MIN = 5
+GROUP_MAX = 500
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -229,13 +248,16 @@ def _enqueue_for(
         literal(now, UTCDateTime()),
         literal("", String()),
     ).where(Subscriber.status == SubscriberStatus.CONFIRMED, topic, _not_suppressed())
-    conflict = (
-        ["digest_id", "subscriber_id"] if digest_id is not None else ["film_id", "subscriber_id"]
-    )
+    # The unique keys behind ON CONFLICT (see models.Delivery); the alerts' one is partial.
+    insert = _insert(Delivery.__table__).from_select(columns, eligible)
+    if digest_id is not None:
+        insert = insert.on_conflict_do_nothing(index_elements=["subscriber_id", "digest_id"])
+    else:
+        insert = insert.on_conflict_do_nothing(
+            index_elements=["film_id", "subscriber_id"], index_where=Delivery.film_id.is_not(None)
+        )
     stmt = (
-        _insert(Delivery.__table__)
-        .from_select(columns, eligible)
-        .on_conflict_do_nothing(index_elements=conflict)
+        insert
         # Drivers report an INSERT's row count only when asked to keep it.
         .execution_options(preserve_rowcount=True)
     )
@@ -339,11 +361,19 @@ def cancel_digest(digest: Digest, now: datetime) -> int:
 def digest_counts(digest_id: int) -> dict[str, int]:
     """A digest's deliveries in each status (every status present); test sends are not counted."""
     counts = {str(status): 0 for status in DeliveryStatus}
-    rows = db.session.execute(
-        select(Delivery.status, func.count())
-        .where(Delivery.digest_id == digest_id, Delivery.kind != DeliveryKind.TEST)
-        .group_by(Delivery.status)
-    )
+    if db.session.get_bind().dialect.name == "postgresql":
+        # Kept up to date by the database's triggers (see models.DeliveryCount).
+        rows = db.session.execute(
+            select(DeliveryCount.status, DeliveryCount.count).where(
+                DeliveryCount.digest_id == digest_id
+            )
+        )
+    else:
+        rows = db.session.execute(
+            select(Delivery.status, func.count())
+            .where(Delivery.digest_id == digest_id, Delivery.kind != DeliveryKind.TEST)
+            .group_by(Delivery.status)
+        )
     for status, count in rows:
         counts[status] = int(count)
     return counts
@@ -434,47 +464,98 @@ def _claimable(now: datetime) -> ColumnElement[bool]:
     )
 
 
+def _due_branches(now: datetime) -> list[tuple[ColumnElement[bool], tuple[Any, ...]]]:
+    """What a claim takes, in order, each matching one partial index (see models.Delivery).
+
+    Leases that ran out (their worker died) first, then due mail that is not a digest (sign-up
+    confirmations must not wait behind a long digest), then each sending digest's due rows.
+    A paused digest's rows are never even looked at.
+    """
+    sending = db.session.scalars(
+        select(Digest.id).where(Digest.status == DigestStatus.SENDING).order_by(Digest.id)
+    ).all()
+    by_time = (Delivery.next_attempt_at, Delivery.id)
+    branches = [
+        (
+            and_(literal_column(LEASED), Delivery.lease_until < now),
+            (Delivery.lease_until, Delivery.id),
+        ),
+        (and_(literal_column(DUE_MAIL), Delivery.next_attempt_at <= now), by_time),
+    ]
+    for digest_id in sending:
+        due = and_(
+            literal_column(DUE_DIGEST),
+            Delivery.digest_id == digest_id,
+            Delivery.next_attempt_at <= now,
+        )
+        branches.append((due, by_time))
+    return branches
+
+
 def claim_batch(worker: str, now: datetime, limit: int, lease_seconds: float) -> list[int]:
     """Lease up to ``limit`` due deliveries to ``worker``; return the ids actually leased.
 
     PostgreSQL locks the candidates with FOR UPDATE SKIP LOCKED, so workers never wait for
     each other; SQLite ignores FOR UPDATE, and there the repeated condition in the UPDATE is
-    the compare-and-set: a row another worker took in between is simply not updated.
+    the compare-and-set: a row another worker took in between is simply not updated. Each
+    Message-ID is fixed in the same UPDATE, before anything is sent, so a resend after a crash
+    reuses it.
     """
-    candidates: Select[Any] = (
-        select(Delivery.id)
-        .where(_claimable(now))
-        .order_by(Delivery.next_attempt_at, Delivery.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    # Two statements, not UPDATE … WHERE id IN (subquery): PostgreSQL may run such a subquery
-    # more than once and so lease more than ``limit`` rows.
-    wanted = db.session.scalars(candidates).all()
-    if not wanted:
-        db.session.commit()
-        return []
-    result = db.session.execute(
-        update(Delivery)
-        .where(Delivery.id.in_(wanted), _claimable(now))
-        .values(
-            status=DeliveryStatus.CLAIMED,
-            claimed_by=worker,
-            lease_until=now + timedelta(seconds=lease_seconds),
-        )
-        .returning(Delivery.id)
-        .execution_options(synchronize_session=False)
-    )
-    ids = sorted(result.scalars().all())
-    if ids:
-        # Fix each Message-ID before anything is sent, so a resend after a crash reuses it.
-        missing = db.session.scalars(
-            select(Delivery).where(Delivery.id.in_(ids), Delivery.message_id.is_(None))
+    lease_until = now + timedelta(seconds=lease_seconds)
+    message_id = _message_id_sql()
+    claimed: list[int] = []
+    for branch, order in _due_branches(now):
+        wanted_count = limit - len(claimed)
+        if wanted_count <= 0:
+            break
+        # Two statements, not UPDATE … WHERE id IN (subquery): PostgreSQL may run such a
+        # subquery more than once and so lease more than ``limit`` rows.
+        wanted = db.session.scalars(
+            select(Delivery.id)
+            .where(branch, _live_digest())
+            .order_by(*order)
+            .limit(wanted_count)
+            .with_for_update(skip_locked=True)
         ).all()
-        for delivery in missing:
-            emails.message_id_for(delivery)
+        if not wanted:
+            continue
+        leased = db.session.scalars(
+            update(Delivery)
+            .where(Delivery.id.in_(wanted), branch, _live_digest())
+            .values(
+                status=DeliveryStatus.CLAIMED,
+                claimed_by=worker,
+                lease_until=lease_until,
+                message_id=message_id,
+            )
+            .returning(Delivery.id)
+            .execution_options(synchronize_session=False)
+        ).all()
+        claimed.extend(leased)
     db.session.commit()
-    return ids
+    return sorted(claimed)
+
+
+def _live_digest() -> ColumnElement[bool]:
+    """Only a digest's own deliveries wait for it to be sending: a test send of a draft goes now."""
+    return or_(
+        Delivery.kind != DeliveryKind.DIGEST,
+        Delivery.digest_id.in_(select(Digest.id).where(Digest.status == DigestStatus.SENDING)),
+    )
+
+
+def _message_id_sql() -> ColumnElement[str]:
+    """The Message-ID a claimed row keeps: its own if it has one, else a new unique one.
+
+    Like email.utils.make_msgid (time, process, randomness), with the row's id to make each one
+    of the batch unique.
+    """
+    domain = emails.from_address()[1].rpartition("@")[2] or "localhost"
+    prefix = f"<{int(time.time() * 100)}.{os.getpid()}.{secrets.randbelow(10**12)}.d"
+    return func.coalesce(
+        Delivery.message_id,
+        literal(prefix, String()) + cast(Delivery.id, String()) + literal(f"@{domain}>", String()),
+    )
 
 
 def release(ids: Sequence[int], worker: str) -> int:
@@ -590,32 +671,105 @@ def retry_delay(attempts: int, base: float) -> float:
     return delay / 2 + random.uniform(0, delay / 2)
 
 
+@dataclass(slots=True)
+class Job:
+    """A claimed delivery as its group read it, with the attempt being made counted."""
+
+    id: int
+    kind: str
+    digest_id: int | None
+    film_id: int | None
+    subscriber_id: int | None
+    to_address: str | None
+    attempts: int
+    created_at: datetime
+    message_id: str | None
+
+
+@dataclass(slots=True)
+class Reader:
+    """A subscriber as the re-check and the personal links need them."""
+
+    id: int
+    email: str
+    status: str
+    wants_digest: bool
+    wants_early_access: bool
+    nonce: str
+
+
+# Kinds sent from the pre-rendered bytes of their batch, to plain rows (no model objects).
+BULK_KINDS = frozenset((DeliveryKind.DIGEST, DeliveryKind.EARLY_ACCESS))
+
+
 @dataclass
 class _Group:
     """What a group of deliveries needs for its re-check, read under the group's locks."""
 
-    subscribers: dict[int, Subscriber]
+    readers: dict[int, Reader]
     digest_status: dict[int, str]
     films: dict[int, Film]
     suppressed: set[str]
 
 
-def _load_group(deliveries: Sequence[Delivery]) -> _Group:
+def _lock_group(ids: Sequence[int], worker: str) -> list[Job]:
+    """Count the attempt of each delivery still leased to ``worker``; return them by id.
+
+    One statement writes and reads the rows: rows missing from the result had their lease run
+    out and belong to another worker now. Writing them first takes SQLite's write lock, and the
+    rows' locks on PostgreSQL, for the rest of the group.
+    """
+    rows = db.session.execute(
+        update(Delivery)
+        .where(
+            Delivery.id.in_(list(ids)),
+            Delivery.status == DeliveryStatus.CLAIMED,
+            Delivery.claimed_by == worker,
+        )
+        .values(attempts=Delivery.attempts + 1)
+        .returning(
+            Delivery.id,
+            Delivery.kind,
+            Delivery.digest_id,
+            Delivery.film_id,
+            Delivery.subscriber_id,
+            Delivery.to_address,
+            Delivery.attempts,
+            Delivery.created_at,
+            Delivery.message_id,
+        )
+        .execution_options(synchronize_session=False)
+    ).all()
+    return sorted((Job(*row) for row in rows), key=lambda job: job.id)
+
+
+def _load_group(jobs: Sequence[Job]) -> _Group:
     """Read, in a few set-based queries, the current state every re-check of a group needs."""
-    subscriber_ids = {d.subscriber_id for d in deliveries if d.subscriber_id is not None}
-    digest_ids = {d.digest_id for d in deliveries if d.digest_id is not None}
-    film_ids = {d.film_id for d in deliveries if d.film_id is not None}
-    subscribers = {
-        s.id: s
-        for s in db.session.scalars(
-            select(Subscriber)
-            .where(Subscriber.id.in_(subscriber_ids))
-            # PostgreSQL: an unsubscribe must wait for this group's sends (SQLite: already locked).
-            .with_for_update(read=True)
-            .execution_options(populate_existing=True)
+    subscriber_ids = {j.subscriber_id for j in jobs if j.subscriber_id is not None}
+    digest_ids = {j.digest_id for j in jobs if j.digest_id is not None}
+    film_ids = {j.film_id for j in jobs if j.film_id is not None}
+    # (A query for an empty set is skipped: a digest's group has no films, an alert's no digest.)
+    readers = {
+        row.id: Reader(*row)
+        for row in (
+            db.session.execute(
+                select(
+                    Subscriber.id,
+                    Subscriber.email,
+                    Subscriber.status,
+                    Subscriber.wants_digest,
+                    Subscriber.wants_early_access,
+                    Subscriber.nonce,
+                )
+                .where(Subscriber.id.in_(subscriber_ids))
+                # PostgreSQL: an unsubscribe must wait for this group's sends (SQLite: already
+                # locked).
+                .with_for_update(read=True)
+            )
+            if subscriber_ids
+            else ()
         )
     }
-    # (A query for an empty set is skipped: a digest's group has no films, an alert's no digest.)
     digest_status: dict[int, str] = {
         row.id: row.status
         for row in (
@@ -634,38 +788,36 @@ def _load_group(deliveries: Sequence[Delivery]) -> _Group:
             else ()
         )
     }
-    addresses = {d.to_address for d in deliveries if d.to_address} | {
-        s.email for s in subscribers.values()
-    }
+    addresses = {j.to_address for j in jobs if j.to_address} | {r.email for r in readers.values()}
     suppressed = set(
         db.session.scalars(
             select(Suppression.email_hash).where(
                 Suppression.email_hash.in_({email_hash(a) for a in addresses})
             )
         )
+        if addresses
+        else ()
     )
-    return _Group(subscribers, digest_status, films, suppressed)
+    return _Group(readers, digest_status, films, suppressed)
 
 
-def _skip_reason(
-    delivery: Delivery, subscriber: Subscriber | None, group: _Group, now: datetime
-) -> str:
+def _skip_reason(job: Job, reader: Reader | None, group: _Group, now: datetime) -> str:
     """Why a claimed delivery must not go out now, or "" if it may."""
-    if delivery.kind in (DeliveryKind.DIGEST, DeliveryKind.EARLY_ACCESS):
-        if subscriber is None:
+    if job.kind in BULK_KINDS:
+        if reader is None:
             return "subscriber deleted"
-        if subscriber.status != SubscriberStatus.CONFIRMED:
-            return f"subscriber {subscriber.status}"
-        if delivery.kind == DeliveryKind.DIGEST and not subscriber.wants_digest:
+        if reader.status != SubscriberStatus.CONFIRMED:
+            return f"subscriber {reader.status}"
+        if job.kind == DeliveryKind.DIGEST and not reader.wants_digest:
             return "digests turned off"
-        if delivery.kind == DeliveryKind.EARLY_ACCESS:
-            if not subscriber.wants_early_access:
+        if job.kind == DeliveryKind.EARLY_ACCESS:
+            if not reader.wants_early_access:
                 return "early-access alerts turned off"
-            film = group.films.get(delivery.film_id) if delivery.film_id else None
+            film = group.films.get(job.film_id) if job.film_id else None
             today = now.astimezone(UTC).date()
             if film is None or film.release_date is None or film.release_date <= today:
                 return "film already public"
-    address = delivery.to_address or (subscriber.email if subscriber is not None else None)
+    address = job.to_address or (reader.email if reader is not None else None)
     if address is None:
         return "no recipient"
     if email_hash(address) in group.suppressed:
@@ -673,15 +825,106 @@ def _skip_reason(
     return ""
 
 
+_deliveries = Delivery.__table__
+assert isinstance(_deliveries, Table)
+_table = _deliveries.c
+# One row of a group's outcome, written with executemany.
+_FINISH = (
+    update(_deliveries)
+    .where(_table.id == bindparam("b_id"))
+    .values(status=bindparam("b_status"), last_error=bindparam("b_note"), lease_until=None)
+)
+_RETRY = (
+    update(_deliveries)
+    .where(_table.id == bindparam("b_id"))
+    .values(
+        status=DeliveryStatus.QUEUED,
+        claimed_by=None,
+        lease_until=None,
+        last_error=bindparam("b_note"),
+        next_attempt_at=bindparam("b_next", type_=UTCDateTime()),
+    )
+)
+_REQUEUE = (
+    update(_deliveries)
+    .where(_table.id == bindparam("b_id"))
+    .values(
+        status=DeliveryStatus.QUEUED,
+        # The attempt that was counted is not one: the row goes back as it was.
+        attempts=case((_table.attempts > 1, _table.attempts - 1), else_=0),
+        claimed_by=None,
+        lease_until=None,
+        next_attempt_at=bindparam("b_next", type_=UTCDateTime()),
+        last_error=func.coalesce(bindparam("b_note", type_=String()), _table.last_error),
+    )
+)
+
+
+@dataclass
+class _Outcomes:
+    """A group's outcomes, kept until the group ends and then written in a few statements."""
+
+    now: datetime
+    sent: list[int] = field(default_factory=list)
+    finished: list[dict[str, Any]] = field(default_factory=list)
+    retried: list[dict[str, Any]] = field(default_factory=list)
+    requeued: list[dict[str, Any]] = field(default_factory=list)
+    untouched: list[int] = field(default_factory=list)
+
+    def finish(self, job: Job, status: DeliveryStatus, note: str) -> None:
+        """A final outcome; sent ones get their time."""
+        if status == DeliveryStatus.SENT:
+            self.sent.append(job.id)
+        else:
+            self.finished.append({"b_id": job.id, "b_status": str(status), "b_note": note[:2000]})
+
+    def retry(self, job: Job, error: str, at: datetime) -> None:
+        """Back to the queue, due again at ``at``."""
+        self.retried.append({"b_id": job.id, "b_note": error[:2000], "b_next": at})
+
+    def requeue(self, job: Job, note: str = "") -> None:
+        """Back to the queue now, the attempt not counted."""
+        self.requeued.append({"b_id": job.id, "b_note": note[:2000] or None, "b_next": self.now})
+
+    def write(self) -> None:
+        """Journal everything in the group's transaction (the caller commits)."""
+        if self.sent:
+            db.session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(self.sent))
+                .values(
+                    status=DeliveryStatus.SENT, sent_at=self.now, last_error="", lease_until=None
+                )
+                .execution_options(synchronize_session=False)
+            )
+        for statement, rows in (
+            (_FINISH, self.finished),
+            (_RETRY, self.retried),
+            (_REQUEUE, self.requeued),
+        ):
+            if rows:
+                db.session.execute(statement, rows)
+        if self.untouched:
+            # Not tried after all: they go back (see release) with the attempt not counted.
+            db.session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(self.untouched))
+                .values(attempts=Delivery.attempts - 1)
+                .execution_options(synchronize_session=False)
+            )
+
+
 class Sender:
-    """Sends claimed deliveries through one backend session, a small group per transaction.
+    """Sends claimed deliveries through one backend session, a group per transaction.
 
     Each group starts by writing its rows, which takes SQLite's write lock (and the rows' locks
     on PostgreSQL, with the subscribers locked for share), then re-checks every recipient and
     sends. So an unsubscribe that committed before is seen, and one that comes during waits for
-    the group's commit: nothing is sent to an address after its unsubscribe has returned. A crash
-    can lose at most one group's outcomes, whose rows are still claimed, and resending those
-    reuses their Message-IDs, fixed when they were claimed.
+    the group's commit: nothing is sent to an address after its unsubscribe has returned. The
+    group's outcomes are journaled together at its end, in one commit. A crash can lose at most
+    one group's outcomes, whose rows are still claimed: they are sent again after their lease,
+    with the Message-IDs fixed when they were claimed. Groups are sized to take about
+    GROUP_SECONDS, so the locks are held briefly however fast the server is.
     """
 
     def __init__(self, worker: str, backend: Backend, clock: Callable[[], datetime]) -> None:
@@ -695,6 +938,7 @@ class Sender:
         self.pause_after = int(config["MAILER_PAUSE_AFTER_CONNECTION_ERRORS"])
         self.rate = SendRate(float(config["MAILER_SEND_RATE"]))
         self.connection_errors = 0
+        self.group_size = GROUP_FIRST
 
     def send_batch(
         self, ids: Sequence[int], progress: Callable[[int], None] | None = None
@@ -706,13 +950,17 @@ class Sender:
         try:
             with self.backend:
                 while remaining:
-                    size = self.rate.acquire(min(GROUP_SIZE, len(remaining)))
+                    size = self.rate.acquire(min(self.group_size, len(remaining)))
                     group, remaining = remaining[:size], remaining[size:]
+                    group_started = time.monotonic()
                     try:
-                        self._send_group(group, stats, progress)
+                        done = self._send_group(group, stats)
                     except StopBatch:
                         remaining = group + remaining
                         raise
+                    self._resize(len(group), time.monotonic() - group_started)
+                    if progress is not None:
+                        progress(done)
         except StopBatch as stop:
             log.warning("batch stopped: %s", stop)
         except TemporaryFailure as exc:
@@ -739,73 +987,60 @@ class Sender:
         )
         return stats
 
-    def _send_group(
-        self, ids: Sequence[int], stats: BatchStats, progress: Callable[[int], None] | None
-    ) -> None:
-        """Lock, re-check, send and record a group of deliveries; commit once."""
+    def _resize(self, size: int, seconds: float) -> None:
+        """Size the next group to take about GROUP_SECONDS at this group's pace."""
+        paced = int(size * GROUP_SECONDS / max(seconds, 1e-4))
+        self.group_size = max(GROUP_MIN, min(GROUP_MAX, paced, self.group_size * 4))
+
+    def _send_group(self, ids: Sequence[int], stats: BatchStats) -> int:
+        """Lock, re-check, send and journal a group of deliveries in one commit; how many."""
         now = self.clock()
         self.cache.new_transaction()
-        # One statement writes and reads the rows: rows missing from the result had their lease
-        # run out and belong to another worker now.
-        mine = db.session.scalars(
-            update(Delivery)
-            .where(
-                Delivery.id.in_(list(ids)),
-                Delivery.status == DeliveryStatus.CLAIMED,
-                Delivery.claimed_by == self.worker,
-            )
-            .values(attempts=Delivery.attempts + 1)
-            .returning(Delivery)
-            .execution_options(synchronize_session=False, populate_existing=True)
-        ).all()
-        deliveries = sorted(mine, key=lambda d: d.id)
-        group = _load_group(deliveries)
-        for index, delivery in enumerate(deliveries):
+        jobs = _lock_group(ids, self.worker)
+        group = _load_group(jobs)
+        outcomes = _Outcomes(now)
+        for index, job in enumerate(jobs):
             try:
-                self._send_one(delivery, group, now, stats)
+                self._send_one(job, group, now, stats, outcomes)
             except StopBatch:
                 # This one is recorded; the rest of the group goes back untouched.
-                for rest in deliveries[index + 1 :]:
-                    rest.attempts -= 1
+                outcomes.untouched = [rest.id for rest in jobs[index + 1 :]]
+                outcomes.write()
                 db.session.commit()
                 raise
-            if progress is not None:
-                progress(1)
+        outcomes.write()
         db.session.commit()
+        return len(jobs)
 
     def _send_one(
-        self, delivery: Delivery, group: _Group, now: datetime, stats: BatchStats
+        self, job: Job, group: _Group, now: datetime, stats: BatchStats, outcomes: _Outcomes
     ) -> None:
-        """Re-check and send one delivery; record its outcome (the group commits)."""
-        subscriber = (
-            group.subscribers.get(delivery.subscriber_id)
-            if delivery.subscriber_id is not None
-            else None
-        )
-        if delivery.kind == DeliveryKind.DIGEST and delivery.digest_id is not None:
-            status = group.digest_status.get(delivery.digest_id)
+        """Re-check, render and send one delivery; keep its outcome for the group's journal."""
+        reader = group.readers.get(job.subscriber_id) if job.subscriber_id is not None else None
+        if job.kind == DeliveryKind.DIGEST and job.digest_id is not None:
+            status = group.digest_status.get(job.digest_id)
             if status in (DigestStatus.CANCELLED, None):
-                self._finish(delivery, DeliveryStatus.SKIPPED, now, "digest cancelled")
+                outcomes.finish(job, DeliveryStatus.SKIPPED, "digest cancelled")
                 stats.skipped += 1
                 return
             if status != DigestStatus.SENDING:
-                self._requeue(delivery, now)
+                outcomes.requeue(job)
                 stats.released += 1
                 return
-        reason = _skip_reason(delivery, subscriber, group, now)
+        reason = _skip_reason(job, reader, group, now)
         if reason:
-            self._finish(delivery, DeliveryStatus.SKIPPED, now, reason)
+            outcomes.finish(job, DeliveryStatus.SKIPPED, reason)
             stats.skipped += 1
             return
         try:
-            message = emails.render_delivery(delivery, subscriber, self.cache, now)
+            message = self._render(job, reader, now)
         except emails.Undeliverable as exc:
-            self._finish(delivery, DeliveryStatus.SKIPPED, now, f"not sent: {exc}")
+            outcomes.finish(job, DeliveryStatus.SKIPPED, f"not sent: {exc}")
             stats.skipped += 1
             return
         except Exception as exc:  # a message that cannot be built must not stop the others
-            log.exception("delivery %s cannot be rendered", delivery.id)
-            self._finish(delivery, DeliveryStatus.FAILED, now, f"cannot render: {exc}")
+            log.exception("delivery %s cannot be rendered", job.id)
+            outcomes.finish(job, DeliveryStatus.FAILED, f"cannot render: {exc}")
             stats.failed += 1
             return
         try:
@@ -814,14 +1049,14 @@ class Sender:
             self.connection_errors = 0
             suppress(message.recipients[0], SuppressionReason.HARD_BOUNCE, now, str(exc))
             group.suppressed.add(email_hash(message.recipients[0]))
-            self._finish(delivery, DeliveryStatus.FAILED, now, str(exc))
+            outcomes.finish(job, DeliveryStatus.FAILED, str(exc))
             stats.failed += 1
         except SenderMisconfigured as exc:
-            if delivery.kind != DeliveryKind.DIGEST or delivery.digest_id is None:
-                self._retry(delivery, now, str(exc), stats)
+            if job.kind != DeliveryKind.DIGEST or job.digest_id is None:
+                self._retry(job, now, str(exc), stats, outcomes)
                 return
-            _pause_for_error(delivery.digest_id, f"the mail server refused us: {exc}", now)
-            self._requeue(delivery, now, str(exc))
+            _pause_for_error(job.digest_id, f"the mail server refused us: {exc}", now)
+            outcomes.requeue(job, str(exc))
             stats.released += 1
             raise StopBatch(str(exc)) from exc
         except TemporaryFailure as exc:
@@ -831,18 +1066,32 @@ class Sender:
                 self.connection_errors += 1
                 if (
                     self.connection_errors >= self.pause_after
-                    and delivery.kind == DeliveryKind.DIGEST
-                    and delivery.digest_id is not None
+                    and job.kind == DeliveryKind.DIGEST
+                    and job.digest_id is not None
                 ):
-                    self._requeue(delivery, now, str(exc))
+                    outcomes.requeue(job, str(exc))
                     stats.released += 1
-                    self._connection_error(delivery.id, str(exc))
+                    self._connection_error(job.id, str(exc))
                     raise StopBatch(str(exc)) from exc
-            self._retry(delivery, now, str(exc), stats)
+            self._retry(job, now, str(exc), stats, outcomes)
         else:
             self.connection_errors = 0
-            self._finish(delivery, DeliveryStatus.SENT, now, "")
+            outcomes.finish(job, DeliveryStatus.SENT, "")
             stats.sent += 1
+
+    def _render(self, job: Job, reader: Reader | None, now: datetime) -> Message:
+        """The message: bulk kinds from the rows as read, the others from their model objects."""
+        if job.kind in BULK_KINDS and reader is not None:
+            return emails.render_bulk(job, reader, self.cache, now)
+        delivery = db.session.get(Delivery, job.id, populate_existing=True)
+        if delivery is None:
+            raise emails.Undeliverable(f"delivery {job.id} is gone")
+        subscriber = (
+            db.session.get(Subscriber, job.subscriber_id, populate_existing=True)
+            if job.subscriber_id is not None
+            else None
+        )
+        return emails.render_delivery(delivery, subscriber, self.cache, now)
 
     def _connection_error(self, delivery_id: int | None, error: str) -> None:
         """After too many connection errors in a row, pause the digest being sent."""
@@ -861,37 +1110,16 @@ class Sender:
             )
         self.connection_errors = 0
 
-    def _finish(self, delivery: Delivery, status: DeliveryStatus, now: datetime, note: str) -> None:
-        """Record a final outcome."""
-        delivery.status = status
-        delivery.last_error = note[:2000]
-        delivery.lease_until = None
-        if status == DeliveryStatus.SENT:
-            delivery.sent_at = now
-
-    def _requeue(self, delivery: Delivery, now: datetime, note: str = "") -> None:
-        """Put a delivery back to the queue without counting the attempt."""
-        delivery.status = DeliveryStatus.QUEUED
-        delivery.attempts = max(delivery.attempts - 1, 0)
-        delivery.claimed_by = None
-        delivery.lease_until = None
-        delivery.next_attempt_at = now
-        if note:
-            delivery.last_error = note[:2000]
-
-    def _retry(self, delivery: Delivery, now: datetime, error: str, stats: BatchStats) -> None:
+    def _retry(
+        self, job: Job, now: datetime, error: str, stats: BatchStats, outcomes: _Outcomes
+    ) -> None:
         """Back off and try again later, or fail once the retry deadline has passed."""
-        if now - delivery.created_at >= self.deadline:
-            self._finish(delivery, DeliveryStatus.FAILED, now, f"gave up: {error}")
+        if now - job.created_at >= self.deadline:
+            outcomes.finish(job, DeliveryStatus.FAILED, f"gave up: {error}")
             stats.failed += 1
             return
-        delivery.status = DeliveryStatus.QUEUED
-        delivery.claimed_by = None
-        delivery.lease_until = None
-        delivery.last_error = error[:2000]
-        delivery.next_attempt_at = now + timedelta(
-            seconds=retry_delay(delivery.attempts, self.retry_base)
-        )
+        delay = timedelta(seconds=retry_delay(job.attempts, self.retry_base))
+        outcomes.retry(job, error, now + delay)
         stats.retried += 1
 
 

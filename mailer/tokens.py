@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import enum
+import functools
 import secrets
 from dataclasses import dataclass
+from typing import Protocol
 
 from flask import current_app
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
 from .extensions import db
 from .models import Subscriber
@@ -54,24 +56,51 @@ class TokenClaims:
     film_id: int | None = None
 
 
+class TokenOwner(Protocol):
+    """What a token is made from: a subscriber's id and nonce (a row or a model object)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def nonce(self) -> str: ...
+
+
 def new_nonce() -> str:
     """A fresh per-subscriber nonce."""
     return secrets.token_urlsafe(12)
 
 
-def _serializer(purpose: Purpose) -> URLSafeTimedSerializer:
+def _keys() -> tuple[str, ...]:
     config = current_app.config
     # itsdangerous signs with the last key and accepts all of them.
-    keys = [*config.get("SECRET_KEY_FALLBACKS", []), config["SECRET_KEY"]]
-    return URLSafeTimedSerializer(keys, salt=f"mailer.{purpose.value}")
+    return (*config.get("SECRET_KEY_FALLBACKS", []), config["SECRET_KEY"])
 
 
-def make_token(purpose: Purpose, subscriber: Subscriber, film_id: int | None = None) -> str:
+def _serializer(purpose: Purpose) -> URLSafeTimedSerializer:
+    return _signing(_keys(), purpose)[0]
+
+
+@functools.lru_cache(maxsize=64)
+def _signing(
+    keys: tuple[str, ...], purpose: Purpose
+) -> tuple[URLSafeTimedSerializer, TimestampSigner]:
+    """The serializer and its signer, made once per key set and purpose: a digest signs two
+    links for each of its recipients."""
+    serializer = URLSafeTimedSerializer(list(keys), salt=f"mailer.{purpose.value}")
+    signer = serializer.make_signer()
+    assert isinstance(signer, TimestampSigner)
+    return serializer, signer
+
+
+def make_token(purpose: Purpose, subscriber: TokenOwner, film_id: int | None = None) -> str:
     """A signed, opaque token for ``subscriber`` (never containing the address)."""
     payload: list[int | str] = [subscriber.id, subscriber.nonce]
     if film_id is not None:
         payload.append(film_id)
-    return str(_serializer(purpose).dumps(payload))
+    # What serializer.dumps() does, with the signer made once.
+    serializer, signer = _signing(_keys(), purpose)
+    return signer.sign(serializer.dump_payload(payload)).decode("ascii")
 
 
 def _claims(payload: object) -> TokenClaims:
@@ -115,7 +144,7 @@ def subscriber_for(purpose: Purpose, token: str) -> tuple[Subscriber, TokenClaim
     return subscriber, claims
 
 
-def link(purpose: Purpose, subscriber: Subscriber, film_id: int | None = None) -> str:
+def link(purpose: Purpose, subscriber: TokenOwner, film_id: int | None = None) -> str:
     """The absolute URL (on MAILER_BASE_URL) of a personal link."""
     base = current_app.config["MAILER_BASE_URL"]
     return f"{base}/{purpose.value}/{make_token(purpose, subscriber, film_id)}"

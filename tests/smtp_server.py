@@ -45,6 +45,21 @@ class ScriptedHandler:
     received: list[Received] = field(default_factory=list)
     rules: list[Rule] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Advertised as real servers do; aiosmtpd answers pipelined commands in order either way.
+    pipelining: bool = True
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(1, "250-PIPELINING")
+        return responses
 
     def reply_for(self, address: str) -> str | None:
         for rule in self.rules:
@@ -100,8 +115,8 @@ def free_port() -> int:
 class ScriptedSMTPServer:
     """Start with ``start()``; ``url`` is the smtp:// URL of the running server."""
 
-    def __init__(self, **controller_kwargs: Any) -> None:
-        self.handler = ScriptedHandler()
+    def __init__(self, *, pipelining: bool = True, **controller_kwargs: Any) -> None:
+        self.handler = ScriptedHandler(pipelining=pipelining)
         self.controller = Controller(
             self.handler, hostname="127.0.0.1", port=free_port(), **controller_kwargs
         )

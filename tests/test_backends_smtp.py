@@ -241,3 +241,62 @@ def test_url_options() -> None:
     assert (backend.host, backend.port, backend.starttls) == ("mail.example.org", 587, True)
     assert (backend.username, backend.password, backend.timeout) == ("a@b", "s:c", 5.0)
     assert backend_from_url("smtps://mail.example.org").port == 465  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_replies_stay_in_step_over_one_connection(
+    pipelining: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pipelined (one write for MAIL, RCPT and DATA) or not, each message gets its own reply."""
+    srv = ScriptedSMTPServer(pipelining=pipelining).start()
+    pipelined: list[str] = []
+    original = SMTPBackend._pipelined
+
+    def spy(self: SMTPBackend, sender: str, msg: Message) -> None:
+        pipelined.append(msg.recipients[0])
+        original(self, sender, msg)
+
+    monkeypatch.setattr(SMTPBackend, "_pipelined", spy)
+    srv.answer("busy@example.org", "451 4.3.0 try later")
+    srv.answer("gone@example.org", "550 5.1.1 no such user")
+    srv.answer("policy@example.org", "550 5.7.26 unauthenticated")
+    try:
+        backend = backend_from_url(srv.url)
+        outcomes: list[str] = []
+        with backend:
+            for to in ("a@example.org", "busy@example.org", "gone@example.org", "b@example.org"):
+                try:
+                    backend.send(message(to, body=".a line that starts with a dot\r\n.\r\nend"))
+                    outcomes.append("sent")
+                except TemporaryFailure:
+                    outcomes.append("temporary")
+                except PermanentFailure:
+                    outcomes.append("permanent")
+            with pytest.raises(SenderMisconfigured):
+                backend.send(message("policy@example.org"))
+            backend.send(message("c@example.org"))
+        assert outcomes == ["sent", "temporary", "permanent", "sent"]
+        received = srv.received
+        assert [r.rcpt_tos for r in received] == [
+            ["a@example.org"],
+            ["b@example.org"],
+            ["c@example.org"],
+        ]
+        assert received[0].data.endswith(b".a line that starts with a dot\r\n.\r\nend\r\n")
+        assert len(pipelined) == (6 if pipelining else 0)
+    finally:
+        srv.stop()
+
+
+def test_a_partly_refused_envelope_delivers_nothing(server: ScriptedSMTPServer) -> None:
+    """One recipient of two refused after DATA was accepted: closing, never an empty message."""
+    server.answer("gone@example.org", "550 5.1.1 no such user")
+    data = message().data
+    backend = backend_from_url(server.url)
+    with backend:
+        with pytest.raises(PermanentFailure):
+            backend.send(
+                Message("news@example.org", ("ok@example.org", "gone@example.org"), data, "<1@x>")
+            )
+        backend.send(message("next@example.org"))
+    assert [r.rcpt_tos for r in server.received] == [["next@example.org"]]

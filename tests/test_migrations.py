@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import create_engine, inspect, make_url, text
 
 from mailer.extensions import db
 
@@ -67,3 +67,49 @@ def test_console_script_upgrades_an_empty_database(
     check = subprocess.run([mailer, "db", "check"], env=env, capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
     assert "No new upgrade operations detected" in check.stdout + check.stderr
+
+
+def test_delivery_indexes_migrate_down_and_up_with_rows_kept(
+    empty_database_url: str, test_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The claim and enqueue indexes (b4e8d1f0a2c3) go both ways on a table with rows."""
+    env = {
+        **os.environ,
+        **test_env,
+        "MAILER_DATABASE_URL": empty_database_url,
+        "MAILER_INSTANCE_PATH": str(tmp_path),
+    }
+    mailer = shutil.which("mailer") or str(Path(sys.executable).parent / "mailer")
+
+    def db_command(*args: str) -> None:
+        result = subprocess.run(
+            [mailer, "db", *args], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, result.stderr
+
+    db_command("upgrade", "7d2e4b1a9c10")
+    engine = create_engine(empty_database_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO digests (subject, preheader, intro_markdown, status, pause_reason,"
+                " created_at, updated_at) VALUES ('s', '', '', 'sending', '', :t, :t)"
+            ),
+            {"t": "2026-11-25 09:00:00"},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO deliveries (kind, status, digest_id, attempts, next_attempt_at,"
+                " last_error, created_at) VALUES ('digest', 'queued', 1, 0, :t, '', :t)"
+            ),
+            {"t": "2026-11-25 09:00:00"},
+        )
+    db_command("upgrade")
+    db_command("check")
+    db_command("downgrade", "7d2e4b1a9c10")
+    db_command("upgrade")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM deliveries")).scalar() == 1
+        names = {index["name"] for index in inspect(conn).get_indexes("deliveries")}
+    engine.dispose()
+    assert {"ix_deliveries_due_digest", "ix_deliveries_due_mail", "ix_deliveries_leased"} <= names

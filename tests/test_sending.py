@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, literal, select
+from sqlalchemy import func, literal, select, text
 
-from mailer.backends import backend_from_url
+from mailer.backends import Message, backend_from_url
 from mailer.extensions import db
 from mailer.models import (
     Delivery,
@@ -25,9 +26,14 @@ from mailer.models import (
     SuppressionReason,
 )
 from mailer.sending import (
+    GROUP_FIRST,
+    GROUP_MAX,
+    GROUP_MIN,
+    GROUP_SECONDS,
     InvalidTransition,
     Sender,
     SendRate,
+    _due_branches,
     cancel_digest,
     claim_batch,
     digest_counts,
@@ -35,11 +41,13 @@ from mailer.sending import (
     enqueue_digest,
     enqueue_early_access_alerts,
     finish_digests,
+    is_suppressed,
     pause_digest,
     queue_message,
     resume_digest,
     retry_delay,
     schedule_digest,
+    skip_pending_for,
     sql_email_hash,
     start_due_digests,
     suppress,
@@ -264,3 +272,224 @@ def test_a_test_send_of_a_draft_goes_out_while_its_digest_waits(app: Flask) -> N
     stats = Sender("w", backend, lambda: NOW).send_batch(ids)
     assert stats.sent == 1
     assert [m.recipients for m in backend.outbox] == [("editor@example.org",)]
+
+
+def _journal() -> dict[int, Delivery]:
+    db.session.expire_all()
+    return {d.id: d for d in db.session.scalars(select(Delivery).order_by(Delivery.id))}
+
+
+@pytest.mark.usefixtures("ctx")
+def test_a_group_journals_every_outcome_at_once(
+    app: Flask, smtp_server: ScriptedSMTPServer
+) -> None:
+    busy, gone = "reader00001@example.org", "reader00002@example.org"
+    smtp_server.add_rule(
+        lambda rcpt: {busy: "451 4.3.0 try later", gone: "550 5.1.1 no such user"}.get(rcpt)
+    )
+    ids = add_subscribers(6)
+    digest_id = add_digest("Mixed outcomes", status=DigestStatus.SENDING)
+    enqueue_digest(digest_id, NOW)
+    left = db.session.get(Subscriber, ids[3])
+    assert left is not None
+    left.status = SubscriberStatus.UNSUBSCRIBED
+    suppress("reader00004@example.org", SuppressionReason.MANUAL, NOW)
+    db.session.commit()
+    claimed = claim_batch("w", NOW, 10, 60)
+    assert len(claimed) == 6
+    message_ids = {d.id: d.message_id for d in _journal().values()}
+    stats = Sender("w", backend_from_url(smtp_server.url), lambda: NOW).send_batch(claimed)
+    assert (stats.sent, stats.retried, stats.failed, stats.skipped) == (2, 1, 1, 2)
+    by_subscriber = {d.subscriber_id: d for d in _journal().values()}
+    sent = [by_subscriber[ids[0]], by_subscriber[ids[5]]]
+    assert all(d.status == DeliveryStatus.SENT and d.sent_at == NOW for d in sent)
+    retried = by_subscriber[ids[1]]
+    assert retried.status == DeliveryStatus.QUEUED and retried.next_attempt_at > NOW
+    assert "451" in retried.last_error and retried.claimed_by is None
+    failed = by_subscriber[ids[2]]
+    assert failed.status == DeliveryStatus.FAILED and "5.1.1" in failed.last_error
+    assert by_subscriber[ids[3]].last_error == "subscriber unsubscribed"
+    assert by_subscriber[ids[4]].last_error == "address suppressed"
+    for delivery in by_subscriber.values():
+        assert delivery.attempts == 1
+        assert delivery.lease_until is None
+        assert delivery.message_id == message_ids[delivery.id]
+    assert is_suppressed(gone)
+    # What the server got carries the Message-IDs fixed at the claim.
+    got = {item.rcpt_tos[0]: item.message["Message-ID"] for item in smtp_server.received}
+    assert got == {
+        "reader00000@example.org": message_ids[by_subscriber[ids[0]].id],
+        "reader00005@example.org": message_ids[by_subscriber[ids[5]].id],
+    }
+
+
+class _CrashAfter:
+    """A backend that accepts some messages, then dies as a killed process would."""
+
+    def __init__(self, accepted: int) -> None:
+        self.left = accepted
+        self.sent: list[str] = []
+
+    def __enter__(self) -> _CrashAfter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def send(self, message: Message) -> None:
+        if self.left == 0:
+            raise SystemExit("killed")
+        self.left -= 1
+        self.sent.append(message.message_id)
+
+
+@pytest.mark.usefixtures("ctx")
+def test_a_crash_mid_group_resends_that_group_with_its_message_ids(app: Flask) -> None:
+    add_subscribers(8)
+    digest_id = add_digest("Crashed", status=DigestStatus.SENDING)
+    enqueue_digest(digest_id, NOW)
+    db.session.commit()
+    claimed = claim_batch("w", NOW, 10, 60)
+    crashing = _CrashAfter(accepted=3)
+    with pytest.raises(SystemExit):
+        Sender("w", crashing, lambda: NOW).send_batch(claimed)
+    db.session.rollback()
+    journal = _journal()
+    # Nothing of the group was journaled: all still leased, none counted as sent.
+    assert {d.status for d in journal.values()} == {DeliveryStatus.CLAIMED}
+    # After the lease another worker takes them over and sends them with the same Message-IDs.
+    later = NOW + timedelta(seconds=61)
+    retaken = claim_batch("other", later, 10, 60)
+    assert sorted(retaken) == sorted(claimed)
+    backend = app.extensions["mailer.backend"]
+    stats = Sender("other", backend, lambda: later).send_batch(retaken)
+    assert stats.sent == 8
+    resent = {m.message_id for m in backend.outbox}
+    assert set(crashing.sent) <= resent
+    assert {d.message_id for d in _journal().values()} == resent
+
+
+@pytest.mark.usefixtures("ctx")
+def test_claims_take_expired_leases_then_other_mail_then_each_sending_digest() -> None:
+    (reader,) = add_subscribers(1, prefix="new")
+    add_subscribers(4)
+    paused = add_digest("Paused", status=DigestStatus.SENDING)
+    sending = add_digest("Sending", status=DigestStatus.SENDING)
+    enqueue_digest(paused, NOW - timedelta(hours=1))
+    enqueue_digest(sending, NOW)
+    digest = db.session.get(Digest, paused)
+    assert digest is not None
+    pause_digest(digest, "checking", NOW)
+    subscriber = db.session.get(Subscriber, reader)
+    queue_message(DeliveryKind.CONFIRMATION, subscriber, NOW)
+    db.session.commit()
+    first = claim_batch("a", NOW, 2, 60)
+    kinds = sorted(db.session.scalars(select(Delivery.kind).where(Delivery.id.in_(first))))
+    # The confirmation, though queued last, goes before the digest's rows.
+    assert kinds == [DeliveryKind.CONFIRMATION, DeliveryKind.DIGEST]
+    # The paused digest's rows, though older, are never claimed.
+    rest = claim_batch("b", NOW, 20, 600)
+    digests = set(db.session.scalars(select(Delivery.digest_id).where(Delivery.id.in_(rest))))
+    assert digests == {sending} and len(first + rest) == 6
+    # Worker "a" died: its leases come back first, before anything else due.
+    queue_message(DeliveryKind.WELCOME, subscriber, NOW)
+    db.session.commit()
+    retaken = claim_batch("c", NOW + timedelta(seconds=61), 2, 60)
+    assert sorted(retaken) == sorted(first)
+
+
+def _plan(statement: Any) -> str:
+    """The database's plan for a statement, as text."""
+    bind = db.session.get_bind()
+    compiled = statement.compile(bind, compile_kwargs={"literal_binds": True})
+    prefix = "EXPLAIN " if bind.dialect.name == "postgresql" else "EXPLAIN QUERY PLAN "
+    return "\n".join(str(row[-1]) for row in db.session.execute(text(prefix + str(compiled))))
+
+
+@pytest.mark.usefixtures("ctx")
+def test_each_claim_walks_its_partial_index() -> None:
+    add_subscribers(50)
+    digest_id = add_digest("Indexed", status=DigestStatus.SENDING)
+    enqueue_digest(digest_id, NOW)
+    db.session.commit()
+    bind = db.session.get_bind()
+    if bind.dialect.name == "postgresql":
+        # A table this small would be read whole; the plan must be able to use the index.
+        db.session.execute(text("SET LOCAL enable_seqscan = off"))
+    names = {
+        "ix_deliveries_leased": 0,
+        "ix_deliveries_due_mail": 1,
+        "ix_deliveries_due_digest": 2,
+    }
+    branches = _due_branches(NOW)
+    for index, position in names.items():
+        condition, order = branches[position]
+        plan = _plan(select(Delivery.id).where(condition).order_by(*order).limit(10))
+        assert index in plan, plan
+    db.session.rollback()
+
+
+@pytest.mark.usefixtures("ctx")
+def test_groups_are_sized_by_their_pace_within_bounds(app: Flask) -> None:
+    sender = Sender("w", app.extensions["mailer.backend"], lambda: NOW)
+    assert sender.group_size == GROUP_FIRST
+    sender._resize(20, 0.001)  # very fast: grows, at most fourfold at a time
+    assert sender.group_size == 80
+    for _ in range(5):
+        sender._resize(sender.group_size, 0.001)
+    assert sender.group_size == GROUP_MAX
+    sender._resize(GROUP_MAX, 5.0)  # slow server: a quarter second's worth
+    assert sender.group_size == int(GROUP_MAX * GROUP_SECONDS / 5.0)
+    sender._resize(1, 60.0)
+    assert sender.group_size == GROUP_MIN
+
+
+def _counted(digest_id: int) -> dict[str, int]:
+    """A digest's deliveries counted row by row, as digest_counts must agree."""
+    counts = {str(status): 0 for status in DeliveryStatus}
+    for status, count in db.session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.digest_id == digest_id, Delivery.kind != DeliveryKind.TEST)
+        .group_by(Delivery.status)
+    ):
+        counts[status] = count
+    return counts
+
+
+@pytest.mark.usefixtures("ctx")
+def test_dashboard_counts_follow_every_change_to_the_journal(
+    app: Flask, smtp_server: ScriptedSMTPServer
+) -> None:
+    smtp_server.add_rule(
+        lambda rcpt: "550 5.1.1 no such user" if rcpt == "reader00002@example.org" else None
+    )
+    ids = add_subscribers(12)
+    digest_id = add_digest("Counted", status=DigestStatus.SENDING)
+    other = add_digest("Other", status=DigestStatus.SENDING)
+    assert start_due_digests(NOW) == []
+    steps: list[Callable[[], object]] = [
+        lambda: enqueue_digest(digest_id, NOW),
+        lambda: enqueue_digest(other, NOW),
+        lambda: queue_message(
+            DeliveryKind.TEST, None, NOW, to_address="editor@example.org", digest_id=digest_id
+        ),
+        lambda: claim_batch("w", NOW, 8, 60),
+        lambda: Sender("w", backend_from_url(smtp_server.url), lambda: NOW).send_batch(
+            db.session.scalars(select(Delivery.id).where(Delivery.claimed_by == "w")).all()
+        ),
+        lambda: skip_pending_for(ids[-1], "unsubscribed"),
+        lambda: claim_batch("v", NOW, 2, 60),
+        lambda: db.session.execute(
+            Delivery.__table__.delete().where(Delivery.subscriber_id.in_(ids[:2]))
+        ),
+        lambda: db.session.execute(Subscriber.__table__.delete().where(Subscriber.id.in_(ids[:2]))),
+        lambda: cancel_digest(db.session.get(Digest, digest_id), NOW),  # type: ignore[arg-type]
+    ]
+    for step in steps:
+        step()
+        db.session.commit()
+        for digest in (digest_id, other):
+            assert digest_counts(digest) == _counted(digest)
+    counts = digest_counts(digest_id)
+    assert counts[DeliveryStatus.SENT] > 0 and counts[DeliveryStatus.FAILED] == 1
+    assert sum(counts.values()) == 10  # two subscribers' rows deleted, the test send not counted

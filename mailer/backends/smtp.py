@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import smtplib
 import socket
 import ssl
@@ -13,6 +14,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from .base import Message, PermanentFailure, SenderMisconfigured, TemporaryFailure
 
 Failure = TemporaryFailure | PermanentFailure | SenderMisconfigured
+Reply = tuple[int, bytes]
+# An address with nothing in it that the header parser would have to interpret.
+_PLAIN_ADDRESS = re.compile(r'[^\s<>()\[\],;:"\\@]+@[^\s<>()\[\],;:"\\@]+')
 _TRUE = ("1", "true", "yes", "on")
 
 
@@ -206,6 +210,9 @@ class SMTPBackend:
         """MAIL, RCPT, DATA; reconnect once if the connection died while idle."""
         assert self._conn is not None
         sender = self.envelope_from or message.sender
+        if self._conn.has_extn("pipelining"):
+            self._pipelined(sender, message)
+            return
         try:
             options = self._mail_options(self._conn, sender, message)
             code, reply = self._conn.mail(sender, options)
@@ -241,12 +248,85 @@ class SMTPBackend:
             self._reset(conn)
             raise classify(code, reply)
 
+    def _envelope(self, sender: str, message: Message) -> tuple[smtplib.SMTP, Reply]:
+        """Write MAIL, RCPT and DATA at once (RFC 2920) and read MAIL's reply."""
+        assert self._conn is not None
+        conn = self._conn
+        options = self._mail_options(conn, sender, message)
+        encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
+        lines = [" ".join([f"MAIL FROM:{_path(sender)}", *options])]
+        lines += [f"RCPT TO:{_path(r)}" for r in message.recipients]
+        lines.append("DATA")
+        conn.send(("\r\n".join(lines) + "\r\n").encode(encoding))
+        code, reply = conn.getreply()
+        if code == 421:
+            # The server said goodbye while we were idle (its time-out).
+            raise smtplib.SMTPServerDisconnected(_text(reply))
+        return conn, (code, reply)
+
+    def _pipelined(self, sender: str, message: Message) -> None:
+        """One round trip for the envelope and one for the message, instead of four."""
+        try:
+            conn, mail = self._envelope(sender, message)
+        except smtplib.SMTPServerDisconnected:
+            # Dropped while idle: nothing of this message was sent yet, so retrying is safe.
+            self._drop()
+            self._conn = self._connect()
+            conn, mail = self._envelope(sender, message)
+        # Every reply is read, whatever came before, so the next message's replies stay in step.
+        rcpts = [conn.getreply() for _ in message.recipients]
+        data = conn.getreply()
+        refused = (
+            _about_sender(classify(*mail))
+            if mail[0] != 250
+            else next((classify(*r) for r in rcpts if r[0] not in (250, 251)), None)
+        )
+        if refused is None and data[0] != 354:
+            refused = classify(*data)
+        if refused is not None:
+            if data[0] == 354:
+                # The server waits for a message we will not send: closing is the only way
+                # out that delivers nothing.
+                self._drop()
+            else:
+                self._reset(conn)
+            raise refused
+        try:
+            conn.send(_dot_stuffed(message.data))
+            code, reply = conn.getreply()
+        except smtplib.SMTPServerDisconnected as exc:
+            # After the final dot we cannot know whether it was accepted: retry later, same
+            # Message-ID, so a duplicate is recognisable.
+            self._drop()
+            raise TemporaryFailure(f"connection dropped during DATA: {exc}") from exc
+        if code != 250:
+            self._reset(conn)
+            raise classify(code, reply)
+
     def _reset(self, conn: smtplib.SMTP) -> None:
         """End a refused transaction so the connection can carry the next message."""
         try:
             conn.rset()
         except (OSError, smtplib.SMTPException):
             self._drop()
+
+
+def _path(address: str) -> str:
+    """An address as MAIL FROM and RCPT TO carry it; plain ones without the header parser,
+    which took a sixth of a message's time."""
+    if _PLAIN_ADDRESS.fullmatch(address):
+        return f"<{address}>"
+    return smtplib.quoteaddr(address)
+
+
+def _dot_stuffed(data: bytes) -> bytes:
+    """The message as DATA carries it: leading dots doubled, ending in CRLF "." CRLF."""
+    stuffed = data.replace(b"\n.", b"\n..")
+    if stuffed.startswith(b"."):
+        stuffed = b"." + stuffed
+    if not stuffed.endswith(b"\r\n"):
+        stuffed += b"\r\n"
+    return stuffed + b".\r\n"
 
 
 def _close_quietly(conn: smtplib.SMTP | None) -> None:
