@@ -1,7 +1,7 @@
 """subscribers: an index for address-prefix search
 
 Revision ID: 5b8e1f3c2a47
-Revises: 7d2e4b1a9c10
+Revises: b4e8d1f0a2c3
 Create Date: 2026-11-26 02:00:00.000000
 
 """
@@ -10,7 +10,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '5b8e1f3c2a47'
-down_revision = '7d2e4b1a9c10'
+down_revision = 'b4e8d1f0a2c3'
 branch_labels = None
 depends_on = None
 
