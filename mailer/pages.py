@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, abort, render_template
+from datetime import UTC, datetime
+
+from flask import Blueprint, Flask, abort, current_app, render_template, request
+from markupsafe import Markup
 from sqlalchemy import select, text
 
 from .early_access import can_watch
 from .extensions import db
-from .films import is_public, public_films
+from .films import catalogue_stamp, is_public, public_films
 from .models import Film, utcnow
 
 bp = Blueprint("pages", __name__)
@@ -16,7 +19,20 @@ bp = Blueprint("pages", __name__)
 @bp.get("/")
 def index() -> str:
     """The film list and the subscribe form."""
-    return render_template("index.html", films=public_films(utcnow()))
+    return render_template("index.html", film_list=film_list(utcnow()))
+
+
+def film_list(now: datetime) -> Markup:
+    """The landing page's list of public films, rendered again only when the catalogue changes
+    or a new day may have released a film; otherwise one small query decides it is still good."""
+    # The film links hold the path the app is served under.
+    key = (now.astimezone(UTC).date(), request.script_root, catalogue_stamp())
+    cached: tuple[object, Markup] | None = current_app.extensions.get("mailer.film_list")
+    if cached is None or cached[0] != key:
+        # The stamp is read before the films, so a change in between only costs a re-render.
+        html = Markup(render_template("_film_list.html", films=public_films(now)))
+        cached = current_app.extensions["mailer.film_list"] = (key, html)
+    return cached[1]
 
 
 @bp.get("/films/<slug>")
