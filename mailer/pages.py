@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 
-from flask import Blueprint, Flask, abort, current_app, render_template, request
-from markupsafe import Markup
+from flask import Blueprint, Flask, abort, current_app, render_template, request, session
+from flask_wtf.csrf import generate_csrf
 from sqlalchemy import select, text
 
 from .early_access import can_watch
@@ -16,23 +17,33 @@ from .models import Film, utcnow
 bp = Blueprint("pages", __name__)
 
 
+# Where the visitor's CSRF token goes in the kept landing page; random, so no text can hold it.
+_TOKEN_SLOT = secrets.token_hex(16)
+
+
 @bp.get("/")
 def index() -> str:
     """The film list and the subscribe form."""
-    return render_template("index.html", film_list=film_list(utcnow()))
+    now = utcnow()
+    if "_flashes" in session:  # a message waits for this visitor: the page is theirs alone
+        return render_template("index.html", films=public_films(now))
+    return landing_page(now).replace(_TOKEN_SLOT, generate_csrf())
 
 
-def film_list(now: datetime) -> Markup:
-    """The landing page's list of public films, rendered again only when the catalogue changes
-    or a new day may have released a film; otherwise one small query decides it is still good."""
-    # The film links hold the path the app is served under.
+def landing_page(now: datetime) -> str:
+    """The landing page as every visitor sees it but for the form's CSRF token, rendered again
+    only when the catalogue changes or a new day may have released a film; otherwise one small
+    query decides that the kept page is still good."""
+    # The links hold the path the app is served under.
     key = (now.astimezone(UTC).date(), request.script_root, catalogue_stamp())
-    cached: tuple[object, Markup] | None = current_app.extensions.get("mailer.film_list")
-    if cached is None or cached[0] != key:
+    kept: tuple[object, str] | None = current_app.extensions.get("mailer.landing_page")
+    if kept is None or kept[0] != key:
         # The stamp is read before the films, so a change in between only costs a re-render.
-        html = Markup(render_template("_film_list.html", films=public_films(now)))
-        cached = current_app.extensions["mailer.film_list"] = (key, html)
-    return cached[1]
+        page = render_template(
+            "index.html", films=public_films(now), csrf_token=lambda: _TOKEN_SLOT
+        )
+        kept = current_app.extensions["mailer.landing_page"] = (key, page)
+    return kept[1]
 
 
 @bp.get("/films/<slug>")
