@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import click
 from flask import Flask
 from flask.cli import with_appcontext
-from sqlalchemy import Row, bindparam, delete, select
+from sqlalchemy import Row, String, bindparam, delete, select, type_coerce
 
 from .extensions import db
 from .models import Digest, DigestFilm, DigestStatus, Film
@@ -191,18 +191,18 @@ def public_films(now: datetime) -> Sequence[Row[str, str, str, int | None, str, 
 
 # SQLAlchemy stamps `updated_at` on every insert and update, ORM or Core alike (an edit made by
 # hand in SQL that leaves it alone shows on the landing page the next day, or after a restart).
-_CATALOGUE_STAMP = select(Film.id, Film.updated_at).order_by(Film.id)
+# Compared as stored, not turned into datetimes: only whether it changed matters.
+_CATALOGUE_STAMP = select(Film.id, type_coerce(Film.updated_at, String)).order_by(Film.id)
 
 
-def catalogue_stamp() -> tuple[tuple[int, datetime], ...]:
+def catalogue_stamp() -> tuple[Row[int, str], ...]:
     """Every film's id and time of last change: a value that differs after any film is added,
-    edited or deleted, by any process on any machine (it needs no clocks to agree)."""
+    edited or deleted, by any process on any machine (unlike the latest change alone, it does not
+    need the machines' clocks to agree)."""
     # On a connection of its own: a request that needs nothing else from the database then never
     # starts a session transaction, which would cost more than this query.
     with db.engine.connect() as connection:
-        return tuple(
-            (film_id, changed) for film_id, changed in connection.execute(_CATALOGUE_STAMP)
-        )
+        return tuple(connection.execute(_CATALOGUE_STAMP))
 
 
 # A film in one of these digests has been (or is being) mailed and must stay in the catalogue.
