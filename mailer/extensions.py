@@ -1,12 +1,16 @@
 """Unbound extension objects; create_app binds them to the application."""
 
+import sqlite3
+from typing import Any
+
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, event
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
 
 # Named constraints let Alembic alter them later, on PostgreSQL and in SQLite's batch mode alike.
@@ -30,3 +34,16 @@ migrate = Migrate()
 csrf = CSRFProtect()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
 login_manager = LoginManager()
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_write_ahead_log(dbapi_connection: Any, connection_record: Any) -> None:
+    """Put SQLite files in write-ahead-log mode (it is kept in the file, so this is a no-op after
+    the first time).
+
+    With the default rollback journal every commit writes, syncs and deletes a journal file, and
+    a writer shuts readers out; with the log a commit is one append and one sync (durability as
+    before: synchronous stays FULL), and readers carry on while another process writes.
+    """
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")

@@ -7,7 +7,7 @@ import io
 import json
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import click
 from flask import Flask
 from flask.cli import with_appcontext
-from sqlalchemy import delete, select
+from sqlalchemy import Row, String, bindparam, delete, select, type_coerce
 
 from .extensions import db
 from .models import Digest, DigestFilm, DigestStatus, Film
@@ -175,15 +175,34 @@ def in_early_access(film: Film, now: datetime) -> bool:
     )
 
 
-def public_films(now: datetime) -> list[Film]:
-    """Films released to the public, newest releases first, then by title."""
-    today = now.astimezone(UTC).date()
-    query = (
-        select(Film)
-        .where((Film.release_date.is_(None)) | (Film.release_date <= today))
-        .order_by(Film.release_date.desc().nulls_last(), Film.title)
-    )
-    return list(db.session.scalars(query))
+# Built once: the landing page runs it on every request, and only the day changes.
+_PUBLIC_FILMS = (
+    select(Film.slug, Film.title, Film.director, Film.year, Film.country, Film.description)
+    .where(Film.release_date.is_(None) | (Film.release_date <= bindparam("today")))
+    .order_by(Film.release_date.desc().nulls_last(), Film.title)
+)
+
+
+def public_films(now: datetime) -> Sequence[Row[str, str, str, int | None, str, str]]:
+    """The landing page's film cards (slug, title, director, year, country, description) of the
+    films released to the public, newest releases first, then by title."""
+    return db.session.execute(_PUBLIC_FILMS, {"today": now.astimezone(UTC).date()}).all()
+
+
+# SQLAlchemy stamps `updated_at` on every insert and update, ORM or Core alike (an edit made by
+# hand in SQL that leaves it alone shows on the landing page the next day, or after a restart).
+# Compared as stored, not turned into datetimes: only whether it changed matters.
+_CATALOGUE_STAMP = select(Film.id, type_coerce(Film.updated_at, String)).order_by(Film.id)
+
+
+def catalogue_stamp() -> tuple[Row[int, str], ...]:
+    """Every film's id and time of last change: a value that differs after any film is added,
+    edited or deleted, by any process on any machine (unlike the latest change alone, it does not
+    need the machines' clocks to agree)."""
+    # On a connection of its own: a request that needs nothing else from the database then never
+    # starts a session transaction, which would cost more than this query.
+    with db.engine.connect() as connection:
+        return tuple(connection.execute(_CATALOGUE_STAMP))
 
 
 # A film in one of these digests has been (or is being) mailed and must stay in the catalogue.

@@ -2,21 +2,48 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, abort, render_template
+import secrets
+from datetime import UTC, datetime
+
+from flask import Blueprint, Flask, abort, current_app, render_template, request, session
+from flask_wtf.csrf import generate_csrf
 from sqlalchemy import select, text
 
 from .early_access import can_watch
 from .extensions import db
-from .films import is_public, public_films
+from .films import catalogue_stamp, is_public, public_films
 from .models import Film, utcnow
 
 bp = Blueprint("pages", __name__)
 
 
+# Where the visitor's CSRF token goes in the kept landing page; random, so no text can hold it.
+_TOKEN_SLOT = secrets.token_hex(16)
+
+
 @bp.get("/")
 def index() -> str:
     """The film list and the subscribe form."""
-    return render_template("index.html", films=public_films(utcnow()))
+    now = utcnow()
+    if "_flashes" in session:  # a message waits for this visitor: the page is theirs alone
+        return render_template("index.html", films=public_films(now))
+    return landing_page(now).replace(_TOKEN_SLOT, generate_csrf())
+
+
+def landing_page(now: datetime) -> str:
+    """The landing page as every visitor sees it but for the form's CSRF token, rendered again
+    only when the catalogue changes or a new day may have released a film; otherwise one small
+    query decides that the kept page is still good."""
+    # The links hold the path the app is served under.
+    key = (now.astimezone(UTC).date(), request.script_root, catalogue_stamp())
+    kept: tuple[object, str] | None = current_app.extensions.get("mailer.landing_page")
+    if kept is None or kept[0] != key:
+        # The stamp is read before the films, so a change in between only costs a re-render.
+        page = render_template(
+            "index.html", films=public_films(now), csrf_token=lambda: _TOKEN_SLOT
+        )
+        kept = current_app.extensions["mailer.landing_page"] = (key, page)
+    return kept[1]
 
 
 @bp.get("/films/<slug>")

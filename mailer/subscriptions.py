@@ -187,7 +187,8 @@ def subscribe_post() -> BaseResponse | tuple[str, int]:
     if request.form.get("form_key"):
         return embed.handle_embedded_subscribe()
     csrf.protect()
-    form = SubscribeForm()
+    # The token is checked just above; checking it again in the form would only sign it twice.
+    form = SubscribeForm(meta={"csrf": False})
     if not form.validate():
         return _render_subscribe(form, 400)
     if not form.website.data:

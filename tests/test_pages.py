@@ -1,13 +1,17 @@
 """Public pages: landing page, film pages, errors, escaping."""
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from flask import render_template
+from sqlalchemy import create_engine, select, update
 
 from mailer.extensions import db
-from mailer.films import import_films, read_film_rows
-from mailer.models import Film
+from mailer.films import delete_film, import_films, public_films, read_film_rows, save_film
+from mailer.models import Film, utcnow
+from mailer.pages import landing_page
 from mailer.paths import FILMS_FILE
+from tests.conftest import csrf_token_from
 
 
 def test_landing_page_lists_every_film_with_a_link(app, client) -> None:
@@ -96,3 +100,97 @@ def test_nul_bytes_get_a_friendly_400(client, method: str, path: str, data) -> N
     assert response.status_code == 400
     assert "Traceback" not in response.get_data(as_text=True)
     assert "could not be understood" in response.get_data(as_text=True)
+
+
+# --- the landing page's film list is rendered once and kept until something changes ----------
+
+
+def landing_page_of(client) -> str:
+    return client.get("/").get_data(as_text=True)
+
+
+def test_landing_page_shows_films_saved_edited_and_deleted_after_it_was_shown(app, client) -> None:
+    assert "No films yet" in landing_page_of(client)
+    with app.app_context():
+        save_film(None, {"title": "A New Film"})
+        db.session.commit()
+    assert "A New Film</a>" in landing_page_of(client)
+    with app.app_context():
+        film = db.session.scalar(select(Film).where(Film.slug == "a-new-film"))
+        assert film is not None
+        save_film(film, {"title": "A Renamed Film", "slug": "a-new-film"})
+        db.session.commit()
+    html = landing_page_of(client)
+    assert "A Renamed Film</a>" in html and "A New Film" not in html
+    with app.app_context():
+        film = db.session.scalar(select(Film).where(Film.slug == "a-new-film"))
+        assert film is not None
+        delete_film(film)
+        db.session.commit()
+    assert "No films yet" in landing_page_of(client)
+
+
+def test_landing_page_shows_a_change_made_by_another_process(app, client, migrated) -> None:
+    with app.app_context():
+        save_film(None, {"title": "Before"})
+        db.session.commit()
+    assert "Before</a>" in landing_page_of(client)
+    # Another process: its own connection, none of this app's objects.
+    other = create_engine(migrated)
+    with other.begin() as connection:
+        connection.execute(update(Film).values(title="Changed Elsewhere"))
+    other.dispose()
+    html = landing_page_of(client)
+    assert "Changed Elsewhere</a>" in html and "Before" not in html
+
+
+def test_film_joins_the_list_on_its_release_day_and_not_in_early_access(app) -> None:
+    with app.app_context():
+        db.session.add(
+            Film(
+                slug="soon",
+                title="Soon Released",
+                release_date=date(2026, 6, 1),
+                early_access_at=datetime(2026, 5, 20, 9, 0, tzinfo=UTC),
+            )
+        )
+        db.session.commit()
+    last_evening = datetime(2026, 5, 31, 23, 59, 59, tzinfo=UTC)
+    with app.test_request_context("/"):
+        before = landing_page(last_evening)
+        assert "Soon Released" not in before
+        assert landing_page(last_evening) is before  # kept, not rendered again
+        assert "Soon Released</a>" in landing_page(datetime(2026, 6, 1, 0, 0, tzinfo=UTC))
+
+
+def test_every_visitor_gets_a_token_of_their_own_that_works(app) -> None:
+    visitors = [app.test_client() for _ in range(2)]
+    pages = [landing_page_of(visitor) for visitor in visitors]
+    tokens = [csrf_token_from(page) for page in pages]
+    assert tokens[0] != tokens[1]
+    assert pages[0].replace(tokens[0], "") == pages[1].replace(tokens[1], "")
+    for n, (visitor, token) in enumerate(zip(visitors, tokens, strict=True)):
+        data = {"csrf_token": token, "email": f"v{n}@example.org", "topics": ["digest"]}
+        assert visitor.post("/subscribe", data=data).status_code == 303
+
+
+def test_kept_landing_page_is_the_page_a_fresh_render_gives(app, client) -> None:
+    with app.app_context():
+        import_films(read_film_rows(FILMS_FILE))
+        db.session.commit()
+    landing_page_of(client)
+    kept = landing_page_of(client)
+    token = csrf_token_from(kept)
+    with app.test_request_context("/"):
+        fresh = render_template(
+            "index.html", films=public_films(utcnow()), csrf_token=lambda: token
+        )
+    assert kept == fresh
+
+
+def test_a_message_waiting_for_the_visitor_is_shown_on_the_landing_page(app, client) -> None:
+    landing_page_of(client)
+    with client.session_transaction() as session:
+        session["_flashes"] = [("message", "Your choices are saved.")]
+    assert "Your choices are saved." in landing_page_of(client)
+    assert "Your choices are saved." not in landing_page_of(client)

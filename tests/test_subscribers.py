@@ -138,6 +138,7 @@ def test_new_address_is_pending_with_a_journaled_confirmation_and_consent(ctx) -
     assert sub is not None
     assert sub.status == SubscriberStatus.PENDING
     assert (sub.wants_digest, sub.wants_early_access) == (True, False)
+    assert sub.confirmation_sent_at == NOW
     [delivery] = deliveries()
     assert (delivery.kind, delivery.subscriber_id) == (DeliveryKind.CONFIRMATION, sub.id)
     assert delivery.status == DeliveryStatus.QUEUED

@@ -136,6 +136,15 @@ def test_missing_csrf_token_is_refused(app, client) -> None:
     assert state(app) == []
 
 
+def test_csrf_token_of_another_session_is_refused(app, client) -> None:
+    someone_elses = form_token(app.test_client())
+    form_token(client)  # this visitor has a session, with a token of its own
+    data = {"csrf_token": someone_elses, "email": "a@example.org", "topics": BOTH}
+    response = client.post("/subscribe", data=data)
+    assert response.status_code == 400
+    assert state(app) == []
+
+
 def test_honeypot_gets_the_same_answer_and_nothing_happens(app, client) -> None:
     response = post_subscribe(client, "bot@example.org", website="http://spam.example")
     assert (response.status_code, response.headers["Location"]) == (
