@@ -691,7 +691,7 @@ def digest_content(
         html=_html("email/digest.html", **context),
         list_headers=True,
         bulk=True,
-        unsubscribe_url=links.unsubscribe() if links else None,
+        unsubscribe_url=context["unsubscribe_url"],  # signed once: header and body agree
     )
 
 
@@ -706,7 +706,7 @@ def early_access_content(film: Film, now: datetime, links: Links) -> Content:
         html=_html("email/early_access.html", **context),
         list_headers=True,
         bulk=True,
-        unsubscribe_url=links.unsubscribe(),
+        unsubscribe_url=context["unsubscribe_url"],
     )
 
 
@@ -721,7 +721,7 @@ def _simple(
         html=_html(f"email/{template}.html", **full),
         list_headers=listed,
         bulk=False,
-        unsubscribe_url=links.unsubscribe() if links and listed else None,
+        unsubscribe_url=full["unsubscribe_url"] if listed else None,
     )
 
 
