@@ -26,44 +26,27 @@ def timed_ms(query: Callable[[], Any], repeat: int = 5) -> float:
 
 
 def admin_queries(digest_id: int, count: int) -> dict[str, Callable[[], Any]]:
-    """ADMIN → mailer/admin: the statements behind the subscriber list and the dashboard.
-
-    The subscriber pages' are written against the models; the dashboard's counts are
-    sending.digest_counts, which the admin and the API call.
-    """
-    from sqlalchemy import select
-
-    from mailer.extensions import db
-    from mailer.models import Subscriber, SubscriberStatus
+    """The admin's own functions behind the subscriber list and the dashboard: subscriber_page
+    with a SubscriberFilter, and sending.digest_counts (which the API calls too)."""
+    from mailer.admin.subscribers import SubscriberFilter, subscriber_page
     from mailer.sending import digest_counts
 
+    # The admin's own query: SubscriberFilter and subscriber_page, as /admin/subscribers runs them.
     def first_page() -> Any:
-        return db.session.scalars(select(Subscriber).order_by(Subscriber.id.desc()).limit(50)).all()
+        return subscriber_page(SubscriberFilter(), None)
 
     def deep_page() -> Any:
         # Keyset: the page after an id half-way down the list.
-        return db.session.scalars(
-            select(Subscriber)
-            .where(Subscriber.id < count // 2)
-            .order_by(Subscriber.id.desc())
-            .limit(50)
-        ).all()
+        return subscriber_page(SubscriberFilter(), count // 2)
 
     def filtered_page() -> Any:
-        return db.session.scalars(
-            select(Subscriber)
-            .where(
-                Subscriber.status == SubscriberStatus.CONFIRMED,
-                Subscriber.wants_early_access.is_(False),
-            )
-            .order_by(Subscriber.id.desc())
-            .limit(50)
-        ).all()
+        return subscriber_page(SubscriberFilter(status="confirmed", topic="early_access"), None)
 
     def search() -> Any:
-        return db.session.scalars(
-            select(Subscriber).where(Subscriber.email == f"reader{count // 3}@bench.example")
-        ).all()
+        return subscriber_page(SubscriberFilter(query=f"reader{count // 3}@bench.example"), None)
+
+    def prefix_search() -> Any:
+        return subscriber_page(SubscriberFilter(query=f"reader{count // 3 + 1}"), None)
 
     def dashboard() -> Any:
         # The admin's and the API's own counts.
@@ -74,6 +57,7 @@ def admin_queries(digest_id: int, count: int) -> dict[str, Callable[[], Any]]:
         "subscribers, a page half-way down (keyset)": deep_page,
         "subscribers, filtered page (status + topic)": filtered_page,
         "subscribers, exact-address search": search,
+        "subscribers, address-prefix search": prefix_search,
         "dashboard counts (sending.digest_counts, a digest by status)": dashboard,
     }
 
