@@ -31,7 +31,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Benchmarks (not tests): about 15 minutes; `make bench-quick` or `make bench ARGS=--quick` for small N.
+# Benchmarks (not tests): about 5 minutes; `make bench-quick` or `make bench ARGS=--quick` for small N.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(ARGS)
 
