@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import logging
 import secrets
 import unicodedata
 from collections.abc import Iterable
@@ -31,6 +32,8 @@ from .models import (
 )
 from .sending import email_hash, is_suppressed
 from .tokens import ExpiredToken, InvalidToken, Purpose, new_nonce, read_token, subscriber_for
+
+log = logging.getLogger(__name__)
 
 # The words next to the web form's button, shown and recorded verbatim with every consent.
 CONSENT_TEXT = (
@@ -196,6 +199,15 @@ def _standing(address: str) -> tuple[Subscriber | None, bool]:
     return subscriber, bool(suppressed)
 
 
+class SuppressionInvalid(ValueError):
+    """A suppression that cannot be stored; ``errors`` maps each bad field to what is wrong."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        """Keep the field errors."""
+        super().__init__("; ".join(f"{name}: {message}" for name, message in errors.items()))
+        self.errors = errors
+
+
 def suppress(email: str, reason: SuppressionReason, note: str, now: datetime) -> Suppression:
     """Put a normalised address on the suppression list and skip mail still queued to it."""
     entry = db.session.scalar(
@@ -215,6 +227,18 @@ def suppress(email: str, reason: SuppressionReason, note: str, now: datetime) ->
     if subscriber is not None:
         sending.skip_pending_for(subscriber.id, f"suppressed: {reason}")
     return entry
+
+
+def unsuppress(entry: Suppression, why: str, by: str) -> None:
+    """Take an address off the suppression list, logging who did it and why."""
+    why = why.strip()
+    if not why:
+        raise SuppressionInvalid({"why": "is required: say why the address may be mailed again"})
+    log.info(
+        "suppression %s (%s) removed by %s: %s", entry.id, entry.reason, by, why.replace("\n", " ")
+    )
+    db.session.delete(entry)
+    db.session.flush()
 
 
 def _resend_due(subscriber: Subscriber, now: datetime) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,11 +24,9 @@ from ..models import (
     utcnow,
 )
 from ..sending import email_hash, is_suppressed
-from ..subscribers import InvalidAddress, normalise_email
+from ..subscribers import InvalidAddress, SuppressionInvalid, normalise_email, unsuppress
 from ..subscribers import suppress as add_suppression
 from .base import bp
-
-log = logging.getLogger(__name__)
 
 PAGE_SIZE = 50
 EXPORT_BATCH = 1000
@@ -47,15 +44,6 @@ EXPORT_COLUMNS = (
 )
 # A spreadsheet runs a cell starting with one of these as a formula.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-class SuppressionInvalid(ValueError):
-    """A suppression that cannot be stored; ``errors`` maps each bad field to what is wrong."""
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        """Keep the field errors."""
-        super().__init__("; ".join(f"{name}: {message}" for name, message in errors.items()))
-        self.errors = errors
 
 
 @dataclass(frozen=True)
@@ -165,18 +153,6 @@ def suppress(email: str, reason: str, note: str, now: datetime) -> Suppression:
     entry = add_suppression(address, SuppressionReason(reason), note.strip(), now)
     db.session.flush()
     return entry
-
-
-def unsuppress(entry: Suppression, why: str, by: str) -> None:
-    """Take an address off the suppression list, logging who did it and why."""
-    why = why.strip()
-    if not why:
-        raise SuppressionInvalid({"why": "is required: say why the address may be mailed again"})
-    log.info(
-        "suppression %s (%s) removed by %s: %s", entry.id, entry.reason, by, why.replace("\n", " ")
-    )
-    db.session.delete(entry)
-    db.session.flush()
 
 
 def _after_arg() -> int | None:

@@ -9,11 +9,10 @@ import marshmallow as ma
 from sqlalchemy import select
 from webargs.flaskparser import abort
 
-from ..admin.subscribers import unsuppress
 from ..extensions import db
 from ..models import EMAIL_MAX, Suppression, SuppressionReason, utcnow
 from ..sending import email_hash
-from ..subscribers import InvalidAddress, normalise_email, suppress
+from ..subscribers import InvalidAddress, normalise_email, suppress, unsuppress
 from .base import current_token, make_blueprint
 from .pagination import InvalidCursor, Page, PageArgs, page_schema, paginate
 
