@@ -447,20 +447,13 @@ def _pause_for_error(digest_id: int, reason: str, now: datetime) -> None:
 
 
 def _claimable(now: datetime) -> ColumnElement[bool]:
-    """Due queued rows, and rows whose lease ran out (their worker died), of live digests.
-
-    Only the digest's own deliveries wait for it to be sending: a test send of a draft goes now.
-    """
-    live_digest = or_(
-        Delivery.kind != DeliveryKind.DIGEST,
-        Delivery.digest_id.in_(select(Digest.id).where(Digest.status == DigestStatus.SENDING)),
-    )
+    """Due queued rows, and rows whose lease ran out (their worker died), of live digests."""
     return and_(
         or_(
             and_(Delivery.status == DeliveryStatus.QUEUED, Delivery.next_attempt_at <= now),
             and_(Delivery.status == DeliveryStatus.CLAIMED, Delivery.lease_until < now),
         ),
-        live_digest,
+        _live_digest(),
     )
 
 
@@ -558,17 +551,22 @@ def _message_id_sql() -> ColumnElement[str]:
     )
 
 
+def _held_by(ids: Sequence[int], worker: str) -> ColumnElement[bool]:
+    """Those of ``ids`` still leased to ``worker`` (a lease that ran out may be another's now)."""
+    return and_(
+        Delivery.id.in_(list(ids)),
+        Delivery.status == DeliveryStatus.CLAIMED,
+        Delivery.claimed_by == worker,
+    )
+
+
 def release(ids: Sequence[int], worker: str) -> int:
     """Give leased deliveries back to the queue untouched (e.g. the digest was paused)."""
     if not ids:
         return 0
     result = db.session.execute(
         update(Delivery)
-        .where(
-            Delivery.id.in_(list(ids)),
-            Delivery.status == DeliveryStatus.CLAIMED,
-            Delivery.claimed_by == worker,
-        )
+        .where(_held_by(ids, worker))
         .values(status=DeliveryStatus.QUEUED, claimed_by=None, lease_until=None)
         .execution_options(synchronize_session=False)
     )
@@ -721,11 +719,7 @@ def _lock_group(ids: Sequence[int], worker: str) -> list[Job]:
     """
     rows = db.session.execute(
         update(Delivery)
-        .where(
-            Delivery.id.in_(list(ids)),
-            Delivery.status == DeliveryStatus.CLAIMED,
-            Delivery.claimed_by == worker,
-        )
+        .where(_held_by(ids, worker))
         .values(attempts=Delivery.attempts + 1)
         .returning(
             Delivery.id,
