@@ -5,7 +5,7 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -50,29 +50,12 @@ def test_mailer_db_upgrade_command_is_idempotent(runner) -> None:
     assert check.exit_code == 0, check.output
 
 
-def test_console_script_upgrades_an_empty_database(
-    empty_database_url: str, test_env: dict[str, str], tmp_path: Path
-) -> None:
-    env = {
-        **os.environ,
-        **test_env,
-        "MAILER_DATABASE_URL": empty_database_url,
-        "MAILER_INSTANCE_PATH": str(tmp_path),
-    }
-    mailer = shutil.which("mailer") or str(Path(sys.executable).parent / "mailer")
-    upgrade = subprocess.run(
-        [mailer, "db", "upgrade"], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert upgrade.returncode == 0, upgrade.stderr
-    check = subprocess.run([mailer, "db", "check"], env=env, capture_output=True, text=True)
-    assert check.returncode == 0, check.stderr
-    assert "No new upgrade operations detected" in check.stdout + check.stderr
+DbCommand = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
-def test_delivery_indexes_migrate_down_and_up_with_rows_kept(
-    empty_database_url: str, test_env: dict[str, str], tmp_path: Path
-) -> None:
-    """The claim and enqueue indexes (b4e8d1f0a2c3) go both ways on a table with rows."""
+@pytest.fixture
+def mailer_db(empty_database_url: str, test_env: dict[str, str], tmp_path: Path) -> DbCommand:
+    """Runs `mailer db ARGS…` as its console script on the empty database; asserts it succeeds."""
     env = {
         **os.environ,
         **test_env,
@@ -81,13 +64,27 @@ def test_delivery_indexes_migrate_down_and_up_with_rows_kept(
     }
     mailer = shutil.which("mailer") or str(Path(sys.executable).parent / "mailer")
 
-    def db_command(*args: str) -> None:
+    def db_command(*args: str) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [mailer, "db", *args], env=env, capture_output=True, text=True, timeout=120
         )
         assert result.returncode == 0, result.stderr
+        return result
 
-    db_command("upgrade", "7d2e4b1a9c10")
+    return db_command
+
+
+def test_console_script_upgrades_an_empty_database(mailer_db: DbCommand) -> None:
+    mailer_db("upgrade")
+    check = mailer_db("check")
+    assert "No new upgrade operations detected" in check.stdout + check.stderr
+
+
+def test_delivery_indexes_migrate_down_and_up_with_rows_kept(
+    empty_database_url: str, mailer_db: DbCommand
+) -> None:
+    """The claim and enqueue indexes (b4e8d1f0a2c3) go both ways on a table with rows."""
+    mailer_db("upgrade", "7d2e4b1a9c10")
     engine = create_engine(empty_database_url)
     with engine.begin() as conn:
         conn.execute(
@@ -104,10 +101,10 @@ def test_delivery_indexes_migrate_down_and_up_with_rows_kept(
             ),
             {"t": "2026-11-25 09:00:00"},
         )
-    db_command("upgrade")
-    db_command("check")
-    db_command("downgrade", "7d2e4b1a9c10")
-    db_command("upgrade")
+    mailer_db("upgrade")
+    mailer_db("check")
+    mailer_db("downgrade", "7d2e4b1a9c10")
+    mailer_db("upgrade")
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM deliveries")).scalar() == 1
         names = {index["name"] for index in inspect(conn).get_indexes("deliveries")}
