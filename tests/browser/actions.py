@@ -51,6 +51,17 @@ def press_button_with_keyboard(page: Page, name: str | re.Pattern[str]) -> None:
         page.keyboard.press("Enter")
 
 
+def drop_early_access_with_keyboard(page: Page) -> None:
+    """On a preferences page, untick the early-access alerts and save, with the keyboard alone."""
+    tab_to(page, "input[name=topics][value=early_access]")
+    assert_focus_visible(page)
+    page.keyboard.press("Space")
+    tab_to(page, "form button[type=submit]")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    expect(page.get_by_text("Your choices are saved.")).to_be_visible()
+
+
 def admin_sign_in(page: Page, email: str, password: str) -> None:
     """Sign in on /admin/ with the keyboard alone (make the account with ``create_admin``)."""
     page.goto("/admin/")

@@ -15,6 +15,7 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
 from . import seed
+from .actions import drop_early_access_with_keyboard
 from .checks import assert_accessible, assert_focus_visible, tab_to
 from .conftest import PageWatch
 from .mailbox import Mailbox
@@ -100,13 +101,7 @@ def test_subscriber_watches_early_and_others_see_coming_soon(
 
     # The reader drops the early-access alerts from the alert's preferences link...
     reader.goto(alert.link("/preferences/"))
-    tab_to(reader, "input[name=topics][value=early_access]")
-    assert_focus_visible(reader)
-    reader.keyboard.press("Space")
-    tab_to(reader, "form button[type=submit]")
-    with reader.expect_navigation():
-        reader.keyboard.press("Enter")
-    expect(reader.get_by_text("Your choices are saved.")).to_be_visible()
+    drop_early_access_with_keyboard(reader)
 
     # ...and the personal link no longer opens the film, in a fresh browser.
     again = new_context().new_page()

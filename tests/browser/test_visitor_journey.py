@@ -13,8 +13,11 @@ from collections.abc import Callable
 from playwright.sync_api import BrowserContext, Page, expect
 
 from . import seed
-from .actions import press_button_with_keyboard, subscribe_with_keyboard
-from .checks import assert_focus_visible, tab_to
+from .actions import (
+    drop_early_access_with_keyboard,
+    press_button_with_keyboard,
+    subscribe_with_keyboard,
+)
 from .conftest import PageWatch
 from .mailbox import Mail, Mailbox
 from .stack import LiveStack
@@ -76,13 +79,7 @@ def test_visitor_subscribes_reads_a_digest_changes_topics_leaves_and_comes_back(
     expect(page.locator("main")).to_contain_text(VISITOR)
     early = page.locator("input[name=topics][value=early_access]")
     expect(early).to_be_checked()
-    tab_to(page, "input[name=topics][value=early_access]")
-    assert_focus_visible(page)
-    page.keyboard.press("Space")
-    tab_to(page, "form button[type=submit]")
-    with page.expect_navigation():
-        page.keyboard.press("Enter")
-    expect(page.get_by_text("Your choices are saved.")).to_be_visible()
+    drop_early_access_with_keyboard(page)
     expect(early).not_to_be_checked()
     expect(page.locator("input[name=topics][value=digest]")).to_be_checked()
     page.reload()
