@@ -8,7 +8,14 @@ from urllib.parse import urlsplit
 
 from flask import Flask, current_app
 
-from .base import Backend, Message, PermanentFailure, SenderMisconfigured, TemporaryFailure
+from .base import (
+    Backend,
+    Message,
+    MessageRefused,
+    PermanentFailure,
+    SenderMisconfigured,
+    TemporaryFailure,
+)
 from .console import ConsoleBackend
 from .file import FileBackend
 from .memory import MemoryBackend
@@ -16,6 +23,7 @@ from .memory import MemoryBackend
 __all__ = [
     "Backend",
     "Message",
+    "MessageRefused",
     "PermanentFailure",
     "SenderMisconfigured",
     "TemporaryFailure",
