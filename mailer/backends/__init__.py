@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, current_app
 
+from ..config import ConfigError
 from .base import (
     Backend,
     Message,
@@ -55,8 +56,11 @@ def backend_from_url(url: str) -> Backend:
         factories.setdefault(entry.name, entry.load())
     if scheme not in factories:
         known = ", ".join(sorted(f"{name}://" for name in factories))
-        raise ValueError(f"MAILER_MAIL_URL has unknown scheme {scheme!r}; known: {known}")
-    return factories[scheme](url)
+        raise ConfigError(f"MAILER_MAIL_URL: unknown scheme {scheme!r} (use {known})")
+    try:
+        return factories[scheme](url)
+    except ValueError as exc:
+        raise ConfigError(f"MAILER_MAIL_URL: {exc}") from None
 
 
 def get_backend() -> Backend:

@@ -135,10 +135,14 @@ class SMTPBackend:
         try:
             timeout = float(query.get("timeout", "30"))
         except ValueError:
-            raise ValueError("MAILER_MAIL_URL: timeout must be a number of seconds") from None
+            raise ValueError("timeout must be a number of seconds") from None
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError("the port must be a number, e.g. smtp://host:587") from None
         return cls(
             parts.hostname or "localhost",
-            parts.port or (465 if implicit else 25),
+            port or (465 if implicit else 25),
             implicit_tls=implicit,
             starttls=query.get("starttls", "false").lower() in _TRUE,
             username=unquote(parts.username) if parts.username else None,
@@ -187,9 +191,8 @@ class SMTPBackend:
         except smtplib.SMTPAuthenticationError as exc:
             _close_quietly(conn)
             raise SenderMisconfigured(
-                f"{self.host}:{self.port} refused the login ({_text(exc.smtp_error)}): check the "
-                "user name and password in MAILER_MAIL_URL",
-                smtp_code=exc.smtp_code,
+                f"{self.host}:{self.port} refused the login ({exc.smtp_code} "
+                f"{_text(exc.smtp_error)}): check the user name and password in MAILER_MAIL_URL",
                 stage=Stage.CONNECT,
             ) from exc
         except smtplib.SMTPNotSupportedError as exc:
