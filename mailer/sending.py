@@ -100,6 +100,13 @@ class InvalidTransition(Exception):
         self.action = action
 
 
+class SendTimePassed(ValueError):
+    """A digest cannot be scheduled for a time that has already passed."""
+
+    def __init__(self) -> None:
+        super().__init__("That time has passed: choose a later one, or send now.")
+
+
 # --- suppression hashes -------------------------------------------------------------------------
 
 
@@ -318,9 +325,15 @@ def _move(digest: Digest, new: DigestStatus, now: datetime, note: str = "") -> N
 
 
 def schedule_digest(digest: Digest, send_at: datetime | None, now: datetime) -> None:
-    """Schedule a draft (or reschedule a scheduled) digest for send_at, or now when None."""
+    """Schedule a draft (or reschedule a scheduled) digest for send_at, or now when None.
+
+    A time that has passed is refused, not taken as now: the admin form and the API share
+    this one rule, and "now" is asked for by giving no time.
+    """
     if digest.status not in (DigestStatus.DRAFT, DigestStatus.SCHEDULED):
         raise InvalidTransition(digest, "scheduled")
+    if send_at is not None and send_at <= now:
+        raise SendTimePassed
     digest.send_at = send_at or now
     _move(digest, DigestStatus.SCHEDULED, now, f"send at {digest.send_at.isoformat()}")
 
