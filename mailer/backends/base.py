@@ -37,10 +37,10 @@ class DeliveryFailure(Exception):
 
     def __str__(self) -> str:
         # A server's reply text usually opens with its enhanced code already.
-        enhanced = (
-            self.enhanced_status if not self.reason.startswith(f"{self.enhanced_status}") else None
-        )
-        code = " ".join(str(p) for p in (self.smtp_code, enhanced) if p)
+        parts = [str(self.smtp_code) if self.smtp_code else ""]
+        if self.enhanced_status and not self.reason.startswith(self.enhanced_status):
+            parts.append(self.enhanced_status)
+        code = " ".join(p for p in parts if p)
         return f"{code} {self.reason}".strip()
 
 
