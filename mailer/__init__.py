@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from limits.errors import ConfigurationError
 
 from . import (
     admin,
@@ -25,7 +26,7 @@ from . import (
     sending,
     subscriptions,
 )
-from .config import settings_from_environ
+from .config import ConfigError, settings_from_environ
 from .extensions import csrf, db, limiter, migrate
 from .paths import MIGRATIONS_DIR, STATIC_DIR, TEMPLATES_DIR
 
@@ -52,7 +53,13 @@ def _instance_path() -> str:
 
 def configure(app: Flask, test_config: Mapping[str, Any] | None) -> None:
     """Load settings from the environment, then any overrides given by tests."""
-    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    try:
+        Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"MAILER_INSTANCE_PATH: cannot use {app.instance_path} ({exc.strerror}); "
+            "give a folder this user may write to"
+        ) from None
     app.config.from_mapping(settings_from_environ(Path(app.instance_path)))
     if test_config:
         app.config.from_mapping(test_config)
@@ -66,7 +73,12 @@ def register_extensions(app: Flask) -> None:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)
     csrf.init_app(app)
-    limiter.init_app(app)
+    try:
+        limiter.init_app(app)
+    except ConfigurationError as exc:
+        raise ConfigError(
+            f"MAILER_RATELIMIT_STORAGE_URL: {exc}; use memory:// or redis://host:6379"
+        ) from None
 
 
 def register_features(app: Flask) -> None:

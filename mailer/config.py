@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
-from collections.abc import Mapping
+import zoneinfo
+from collections.abc import Callable, Mapping
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from limits import parse_many
+from sqlalchemy.engine import make_url
 
 MIN_SECRET_BYTES = 32
 
@@ -15,24 +22,92 @@ class ConfigError(RuntimeError):
     """The configuration cannot work; the message says how to fix it."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, *, least: int = 0) -> int:
+    """A whole number of at least ``least``."""
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < least:
+        raise ConfigError(f"{name} must be at least {least}, got {value}")
+    return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _float(env: Mapping[str, str], name: str, default: float, *, positive: bool = False) -> float:
+    """A finite number, not negative (and not zero when ``positive``)."""
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        least = "more than 0" if positive else "0 or more"
+        raise ConfigError(f"{name} must be a number {least}, got {raw!r}")
+    return value
+
+
+def _checked(name: str, value: str, check: Callable[[str], object], hint: str) -> str:
+    """The value, if ``check`` accepts it (a non-empty value only); else a ConfigError."""
+    if value:
+        try:
+            check(value)
+        except Exception as exc:  # each library refuses in its own way
+            raise ConfigError(f"{name}: {value!r} is not valid ({exc}); {hint}") from None
+    return value
+
+
+def _address(value: str) -> None:
+    """Refuse what is not one plain e-mail address (an optional display name allowed)."""
+    if any(ord(c) < 32 for c in value):
+        raise ValueError("line breaks and control characters are not allowed")
+    _, address = parseaddr(value)
+    local, _at, domain = address.rpartition("@")
+    if not (local and domain) or " " in address:
+        raise ValueError("no address in it")
+
+
+def _base_url(value: str) -> None:
+    """Refuse what is not an absolute http(s) URL."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("not an http:// or https:// URL with a host")
+
+
+def _database_url(value: str) -> None:
+    """Refuse a URL SQLAlchemy cannot parse or has no driver for."""
+    make_url(value).get_dialect()
+
+
+def _schedule(value: str) -> None:
+    """Refuse what is not a cron expression (five fields, or six with seconds first)."""
+    from .scheduler import recurring_trigger  # late: the scheduler needs the whole package
+
+    recurring_trigger(value, "UTC")
+
+
+def _address_free_header(value: str) -> None:
+    """Refuse line breaks and control characters in a value that goes into a header."""
+    if any(ord(c) < 32 or c == "\x7f" for c in value):
+        raise ValueError("line breaks and control characters are not allowed")
+
+
+def _dkim(env: Mapping[str, str]) -> None:
+    """All three DKIM settings or none, and a key file that can be read."""
+    names = ("MAILER_DKIM_SELECTOR", "MAILER_DKIM_DOMAIN", "MAILER_DKIM_KEY_FILE")
+    given = [n for n in names if env.get(n)]
+    if given and len(given) < len(names):
+        missing = ", ".join(n for n in names if n not in given)
+        raise ConfigError(f"{given[0]} is set but {missing} is not: set all three, or none")
+    key_file = env.get("MAILER_DKIM_KEY_FILE")
+    if key_file and not os.access(key_file, os.R_OK):
+        raise ConfigError(
+            f"MAILER_DKIM_KEY_FILE: cannot read {key_file}; give the path of the PEM private key"
+        )
 
 
 def _secret_key(env: Mapping[str, str], environment: str, instance_path: Path) -> str:
@@ -67,18 +142,59 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]
     environment = env.get("MAILER_ENV", "production").strip().lower()
     if environment not in ("production", "development"):
         raise ConfigError(f"MAILER_ENV must be 'production' or 'development', got {environment!r}")
-    database_url = env.get("MAILER_DATABASE_URL") or f"sqlite:///{instance_path / 'mailer.db'}"
+    database_url = _checked(
+        "MAILER_DATABASE_URL",
+        env.get("MAILER_DATABASE_URL") or f"sqlite:///{instance_path / 'mailer.db'}",
+        _database_url,
+        "use sqlite:///path/to/file.db or postgresql+psycopg://user@host/name",
+    )
     mail_url = env.get("MAILER_MAIL_URL") or f"file://{instance_path / 'outbox'}"
-    base_url = (env.get("MAILER_BASE_URL") or "http://127.0.0.1:5000").rstrip("/")
-    fallbacks = [k for k in env.get("MAILER_SECRET_KEY_FALLBACKS", "").split(",") if k.strip()]
+    base_url = _checked(
+        "MAILER_BASE_URL",
+        (env.get("MAILER_BASE_URL") or "http://127.0.0.1:5000").rstrip("/"),
+        _base_url,
+        "give the public address of the site, e.g. https://news.example.org",
+    )
+    fallbacks = [k.strip() for k in env.get("MAILER_SECRET_KEY_FALLBACKS", "").split(",")]
+    if any(len(k.encode()) < MIN_SECRET_BYTES for k in fallbacks if k):
+        raise ConfigError(
+            f"MAILER_SECRET_KEY_FALLBACKS: every old key must be at least {MIN_SECRET_BYTES} "
+            "bytes; list the keys used before, separated by commas"
+        )
+    address_hint = "give one address, e.g. news@example.org"
+    for name in ("MAILER_FROM", "MAILER_ENVELOPE_FROM", "MAILER_UNSUBSCRIBE_MAILTO"):
+        _checked(name, env.get(name, ""), _address, address_hint)
+    _checked(
+        "MAILER_LIST_ID",
+        env.get("MAILER_LIST_ID", ""),
+        _address_free_header,
+        "give a name like newsletter.example.org",
+    )
+    _checked(
+        "MAILER_DIGEST_SCHEDULE",
+        env.get("MAILER_DIGEST_SCHEDULE", "").strip(),
+        _schedule,
+        "give a cron expression such as '0 9 * * mon', or leave it empty",
+    )
+    _checked(
+        "MAILER_TIMEZONE",
+        env.get("MAILER_TIMEZONE", "UTC"),
+        zoneinfo.ZoneInfo,
+        "give an IANA zone name such as Europe/London",
+    )
+    _checked(
+        "MAILER_API_RATE_LIMIT",
+        env.get("MAILER_API_RATE_LIMIT", ""),
+        parse_many,
+        "write it like '300 per minute'",
+    )
+    _dkim(env)
     send_rate = _float(env, "MAILER_SEND_RATE", 0.0)
-    if send_rate < 0:
-        raise ConfigError("MAILER_SEND_RATE must be 0 (unlimited) or a positive number")
     return {
         "MAILER_ENV": environment,
         "DEBUG": False,
         "SECRET_KEY": _secret_key(env, environment, instance_path),
-        "SECRET_KEY_FALLBACKS": [k.strip() for k in fallbacks],
+        "SECRET_KEY_FALLBACKS": [k for k in fallbacks if k],
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "MAILER_MAIL_URL": mail_url,
@@ -90,17 +206,17 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]
         "MAILER_FROM": env.get("MAILER_FROM") or "Documentaries <newsletter@localhost>",
         "MAILER_POSTAL_ADDRESS": env.get("MAILER_POSTAL_ADDRESS", ""),
         "MAILER_SEND_RATE": send_rate,
-        "MAILER_SMTP_CONNECTIONS": _int(env, "MAILER_SMTP_CONNECTIONS", 1),
-        "MAILER_CONFIRM_MAX_AGE": _int(env, "MAILER_CONFIRM_MAX_AGE", 172800),
+        "MAILER_SMTP_CONNECTIONS": _int(env, "MAILER_SMTP_CONNECTIONS", 1, least=1),
+        "MAILER_CONFIRM_MAX_AGE": _int(env, "MAILER_CONFIRM_MAX_AGE", 172800, least=1),
         "MAILER_CONFIRM_RESEND_INTERVAL": _int(env, "MAILER_CONFIRM_RESEND_INTERVAL", 600),
         "MAILER_PURGE_UNCONFIRMED_DAYS": _int(env, "MAILER_PURGE_UNCONFIRMED_DAYS", 30),
-        "MAILER_RETRY_DEADLINE": _int(env, "MAILER_RETRY_DEADLINE", 3 * 24 * 3600),
+        "MAILER_RETRY_DEADLINE": _int(env, "MAILER_RETRY_DEADLINE", 3 * 24 * 3600, least=1),
         # Sending engine tuning; the defaults suit production, tests shorten them.
-        "MAILER_RETRY_DELAY": _float(env, "MAILER_RETRY_DELAY", 60.0),
-        "MAILER_LEASE_SECONDS": _float(env, "MAILER_LEASE_SECONDS", 300.0),
-        "MAILER_SEND_BATCH": _int(env, "MAILER_SEND_BATCH", 500),
+        "MAILER_RETRY_DELAY": _float(env, "MAILER_RETRY_DELAY", 60.0, positive=True),
+        "MAILER_LEASE_SECONDS": _float(env, "MAILER_LEASE_SECONDS", 300.0, positive=True),
+        "MAILER_SEND_BATCH": _int(env, "MAILER_SEND_BATCH", 500, least=1),
         "MAILER_PAUSE_AFTER_CONNECTION_ERRORS": _int(
-            env, "MAILER_PAUSE_AFTER_CONNECTION_ERRORS", 10
+            env, "MAILER_PAUSE_AFTER_CONNECTION_ERRORS", 10, least=1
         ),
         "MAILER_DIGEST_SCHEDULE": env.get("MAILER_DIGEST_SCHEDULE", ""),
         "MAILER_TIMEZONE": env.get("MAILER_TIMEZONE", "UTC"),

@@ -22,7 +22,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
-from .backends import backend_from_url, get_backend
+from .backends import SenderMisconfigured, backend_from_url, get_backend
 from .extensions import db
 from .models import Digest, DigestFilm, DigestStatus, Film, utcnow
 from .sending import (
@@ -131,10 +131,37 @@ def finish(app: Flask, now: datetime) -> None:
             db.session.remove()
 
 
-def tick(app: Flask, worker: str) -> None:
+class SetupAlarm:
+    """Logs a setup mistake (e.g. a refused login) once when it starts, not on every tick."""
+
+    def __init__(self) -> None:
+        self.problem = ""
+
+    def raised(self, problem: str) -> None:
+        """The mail server refuses us; say so if this is news."""
+        if problem != self.problem:
+            log.error("cannot send until the setup is fixed: %s", problem)
+        self.problem = problem
+
+    def sent(self) -> None:
+        """Mail went out, so whatever was wrong is fixed."""
+        if self.problem:
+            log.info("sending works again")
+        self.problem = ""
+
+
+def tick(app: Flask, worker: str, alarm: SetupAlarm | None = None) -> None:
     """The worker's heartbeat: start due digests, queue alerts, send, finish digests."""
+    alarm = alarm or SetupAlarm()
     prepare(app, utcnow())
-    send_due(app, worker, TICK_BUDGET)
+    try:
+        stats = send_due(app, worker, TICK_BUDGET)
+    except SenderMisconfigured as exc:
+        # The digests concerned are paused with the reason; the worker carries on.
+        alarm.raised(str(exc))
+    else:
+        if stats.sent:
+            alarm.sent()
     finish(app, utcnow())
 
 
@@ -279,7 +306,7 @@ def build_scheduler(app: Flask, worker: str) -> BlockingScheduler:
     scheduler.add_job(
         tick,
         "interval",
-        args=(app, worker),
+        args=(app, worker, SetupAlarm()),
         seconds=TICK_SECONDS,
         id="tick",
         max_instances=1,

@@ -44,6 +44,7 @@ from . import emails
 from .backends import (
     Backend,
     Message,
+    MessageRefused,
     PermanentFailure,
     SenderMisconfigured,
     TemporaryFailure,
@@ -97,6 +98,13 @@ class InvalidTransition(Exception):
         self.digest_id = digest.id
         self.status = digest.status
         self.action = action
+
+
+class SendTimePassed(ValueError):
+    """A digest cannot be scheduled for a time that has already passed."""
+
+    def __init__(self) -> None:
+        super().__init__("That time has passed: choose a later one, or send now.")
 
 
 # --- suppression hashes -------------------------------------------------------------------------
@@ -317,9 +325,15 @@ def _move(digest: Digest, new: DigestStatus, now: datetime, note: str = "") -> N
 
 
 def schedule_digest(digest: Digest, send_at: datetime | None, now: datetime) -> None:
-    """Schedule a draft (or reschedule a scheduled) digest for send_at, or now when None."""
+    """Schedule a draft (or reschedule a scheduled) digest for send_at, or now when None.
+
+    A time that has passed is refused, not taken as now: the admin form and the API share
+    this one rule, and "now" is asked for by giving no time.
+    """
     if digest.status not in (DigestStatus.DRAFT, DigestStatus.SCHEDULED):
         raise InvalidTransition(digest, "scheduled")
+    if send_at is not None and send_at <= now:
+        raise SendTimePassed
     digest.send_at = send_at or now
     _move(digest, DigestStatus.SCHEDULED, now, f"send at {digest.send_at.isoformat()}")
 
@@ -441,6 +455,18 @@ def _pause_for_error(digest_id: int, reason: str, now: datetime) -> None:
     )
     if moved.rowcount:  # type: ignore[attr-defined]
         log.warning("digest %s: sending -> paused (%s)", digest_id, reason)
+
+
+def _pause_digests_of(ids: Sequence[int], reason: str, now: datetime) -> None:
+    """Pause every digest that some of these deliveries belong to."""
+    digest_ids = db.session.scalars(
+        select(Delivery.digest_id)
+        .where(Delivery.id.in_(list(ids)), Delivery.kind == DeliveryKind.DIGEST)
+        .distinct()
+    ).all()
+    for digest_id in digest_ids:
+        if digest_id is not None:
+            _pause_for_error(digest_id, reason, now)
 
 
 # --- claiming -----------------------------------------------------------------------------------
@@ -932,6 +958,8 @@ class Sender:
         self.pause_after = int(config["MAILER_PAUSE_AFTER_CONNECTION_ERRORS"])
         self.rate = SendRate(float(config["MAILER_SEND_RATE"]))
         self.connection_errors = 0
+        # Messages the server refused in a row, whoever they were for (reset by a send).
+        self.message_refusals = 0
         self.group_size = GROUP_FIRST
 
     def send_batch(
@@ -963,6 +991,13 @@ class Sender:
             self.connection_errors += 1
             self._connection_error(remaining[0] if remaining else None, str(exc))
             db.session.commit()
+        except SenderMisconfigured as exc:
+            # The server refuses us before any message (e.g. the login): nothing can go out
+            # until someone fixes the setup, so the digests wait and the caller is told.
+            db.session.rollback()
+            _pause_digests_of(remaining, f"the mail server refused us: {exc}", self.clock())
+            db.session.commit()
+            raise
         finally:
             db.session.rollback()
             stats.released += release(remaining, self.worker)
@@ -1045,6 +1080,11 @@ class Sender:
             group.suppressed.add(email_hash(message.recipients[0]))
             outcomes.finish(job, DeliveryStatus.FAILED, str(exc))
             stats.failed += 1
+        except MessageRefused as exc:
+            self.connection_errors = 0
+            outcomes.finish(job, DeliveryStatus.FAILED, f"message refused: {exc}")
+            stats.failed += 1
+            self._message_refused(job, str(exc), now)
         except SenderMisconfigured as exc:
             if job.kind != DeliveryKind.DIGEST or job.digest_id is None:
                 self._retry(job, now, str(exc), stats, outcomes)
@@ -1070,6 +1110,7 @@ class Sender:
             self._retry(job, now, str(exc), stats, outcomes)
         else:
             self.connection_errors = 0
+            self.message_refusals = 0
             outcomes.finish(job, DeliveryStatus.SENT, "")
             stats.sent += 1
 
@@ -1086,6 +1127,22 @@ class Sender:
             else None
         )
         return emails.render_delivery(delivery, subscriber, self.cache, now)
+
+    def _message_refused(self, job: Job, error: str, now: datetime) -> None:
+        """After too many refused messages in a row, pause the digest: its content is at fault."""
+        self.message_refusals += 1
+        if (
+            self.message_refusals < self.pause_after
+            or job.kind != DeliveryKind.DIGEST
+            or job.digest_id is None
+        ):
+            return
+        reason = (
+            f"{self.message_refusals} messages in a row refused by the mail server; last: {error}"
+        )
+        self.message_refusals = 0
+        _pause_for_error(job.digest_id, reason, now)
+        raise StopBatch(reason)
 
     def _connection_error(self, delivery_id: int | None, error: str) -> None:
         """After too many connection errors in a row, pause the digest being sent."""

@@ -44,6 +44,8 @@ class ScriptedHandler:
 
     received: list[Received] = field(default_factory=list)
     rules: list[Rule] = field(default_factory=list)
+    # Replies to the message itself (after the final dot), by recipient.
+    data_rules: list[Rule] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     # Advertised as real servers do; aiosmtpd answers pipelined commands in order either way.
     pipelining: bool = True
@@ -85,6 +87,12 @@ class ScriptedHandler:
             assert server.transport is not None
             server.transport.close()
             return "421 closing"
+        refusal = next(
+            (reply for rule in self.data_rules for r in envelope.rcpt_tos if (reply := rule(r))),
+            None,
+        )
+        if refusal is not None:
+            return refusal
         content = envelope.original_content or envelope.content or b""
         assert isinstance(content, bytes)
         with self.lock:
@@ -144,6 +152,10 @@ class ScriptedSMTPServer:
     def answer(self, address: str, reply: str) -> None:
         """Answer ``reply`` ("451 4.3.0 try later", "drop", "hang", ...) for one recipient."""
         self.handler.rules.append(lambda rcpt: reply if rcpt == address else None)
+
+    def answer_data(self, rule: Rule) -> None:
+        """Answer the message (after its final dot) by a rule over its recipient, e.g. a 554."""
+        self.handler.data_rules.append(rule)
 
     def add_rule(self, rule: Rule) -> None:
         """Answer by any rule over the recipient address."""

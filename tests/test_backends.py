@@ -11,6 +11,7 @@ from mailer.backends import Message, backend_from_url
 from mailer.backends.console import ConsoleBackend
 from mailer.backends.file import FileBackend
 from mailer.backends.memory import MemoryBackend
+from mailer.config import ConfigError
 
 DATA = (
     b"From: news@example.org\r\nTo: reader@example.org\r\nSubject: Hello\r\n"
@@ -56,7 +57,7 @@ def test_memory_backend_keeps_messages() -> None:
 
 
 def test_unknown_scheme_names_the_known_ones() -> None:
-    with pytest.raises(ValueError, match=r"unknown scheme 'carrier-pigeon'.*smtp://"):
+    with pytest.raises(ConfigError, match=r"unknown scheme 'carrier-pigeon'.*smtp://"):
         backend_from_url("carrier-pigeon://coop")
 
 

@@ -18,7 +18,7 @@ from mailer.backends import (
     TemporaryFailure,
     backend_from_url,
 )
-from mailer.backends.smtp import SMTPBackend, classify
+from mailer.backends.smtp import SMTPBackend
 from tests.smtp_server import ScriptedSMTPServer
 
 
@@ -215,24 +215,6 @@ def test_implicit_tls(ca: trustme.CA, ca_file: Path) -> None:
         assert len(srv.wait_for(1)) == 1
     finally:
         srv.stop()
-
-
-@pytest.mark.parametrize(
-    ("code", "reply", "kind"),
-    [
-        (421, "4.7.0 too many connections", TemporaryFailure),
-        (452, "4.2.2 mailbox full", TemporaryFailure),
-        (550, "5.1.1 unknown user", PermanentFailure),
-        (550, "5.2.1 mailbox disabled", PermanentFailure),
-        (553, "5.1.3 bad address syntax", PermanentFailure),
-        (550, "5.7.1 rejected by policy", SenderMisconfigured),
-        (535, "5.7.8 authentication failed", SenderMisconfigured),
-        (530, "authentication required", SenderMisconfigured),
-        (554, "transaction failed", PermanentFailure),
-    ],
-)
-def test_classification(code: int, reply: str, kind: type[Exception]) -> None:
-    assert type(classify(code, reply)) is kind
 
 
 def test_url_options() -> None:

@@ -54,7 +54,7 @@ def test_bad_settings_are_refused_by_name(tmp_path: Path, name: str, value: str)
 
 def test_unknown_mail_scheme_is_refused(test_env: dict[str, str], monkeypatch) -> None:
     monkeypatch.setenv("MAILER_MAIL_URL", "pigeon://loft")
-    with pytest.raises(ValueError, match="unknown scheme 'pigeon'"):
+    with pytest.raises(ConfigError, match="MAILER_MAIL_URL: unknown scheme 'pigeon'"):
         create_app()
 
 

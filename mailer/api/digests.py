@@ -27,6 +27,7 @@ from ..models import Digest, DigestStatus, utcnow
 from ..routing import MAX_ID
 from ..sending import (
     InvalidTransition,
+    SendTimePassed,
     cancel_digest,
     digest_counts,
     pause_digest,
@@ -169,7 +170,7 @@ class SendSchema(ma.Schema):
     send_at = ma.fields.AwareDateTime(
         load_default=None,
         allow_none=True,
-        metadata={"description": "ISO 8601 with a zone; left out, null or past: now"},
+        metadata={"description": "ISO 8601 with a zone, in the future; left out or null: now"},
     )
 
     @ma.post_load
@@ -328,11 +329,13 @@ def send(data: dict[str, Any], digest_id: int) -> Digest:
     """Schedule a draft to be sent at send_at, or now; a scheduled digest is rescheduled."""
     digest = _digest_or_404(digest_id, lock=True)
     now = utcnow()
-    send_at = data.get("send_at")
     try:
-        schedule_digest(digest, send_at if send_at is not None and send_at > now else None, now)
+        schedule_digest(digest, data.get("send_at"), now)
     except InvalidTransition as exc:
         _not_now(exc)
+    except SendTimePassed as exc:
+        db.session.rollback()
+        abort(422, errors={"send_at": [str(exc)]})
     db.session.commit()
     return digest
 

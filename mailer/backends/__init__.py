@@ -8,7 +8,15 @@ from urllib.parse import urlsplit
 
 from flask import Flask, current_app
 
-from .base import Backend, Message, PermanentFailure, SenderMisconfigured, TemporaryFailure
+from ..config import ConfigError
+from .base import (
+    Backend,
+    Message,
+    MessageRefused,
+    PermanentFailure,
+    SenderMisconfigured,
+    TemporaryFailure,
+)
 from .console import ConsoleBackend
 from .file import FileBackend
 from .memory import MemoryBackend
@@ -16,6 +24,7 @@ from .memory import MemoryBackend
 __all__ = [
     "Backend",
     "Message",
+    "MessageRefused",
     "PermanentFailure",
     "SenderMisconfigured",
     "TemporaryFailure",
@@ -47,8 +56,11 @@ def backend_from_url(url: str) -> Backend:
         factories.setdefault(entry.name, entry.load())
     if scheme not in factories:
         known = ", ".join(sorted(f"{name}://" for name in factories))
-        raise ValueError(f"MAILER_MAIL_URL has unknown scheme {scheme!r}; known: {known}")
-    return factories[scheme](url)
+        raise ConfigError(f"MAILER_MAIL_URL: unknown scheme {scheme!r} (use {known})")
+    try:
+        return factories[scheme](url)
+    except ValueError as exc:
+        raise ConfigError(f"MAILER_MAIL_URL: {exc}") from None
 
 
 def get_backend() -> Backend:

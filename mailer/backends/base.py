@@ -21,15 +21,26 @@ class DeliveryFailure(Exception):
     """A send that did not go through; carries the server's reply where there was one."""
 
     def __init__(
-        self, reason: str, *, smtp_code: int | None = None, enhanced_status: str | None = None
+        self,
+        reason: str,
+        *,
+        smtp_code: int | None = None,
+        enhanced_status: str | None = None,
+        stage: str | None = None,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.smtp_code = smtp_code
         self.enhanced_status = enhanced_status
+        # The SMTP step that was refused (connect, MAIL, RCPT, DATA), where known.
+        self.stage = stage
 
     def __str__(self) -> str:
-        code = " ".join(str(p) for p in (self.smtp_code, self.enhanced_status) if p)
+        # A server's reply text usually opens with its enhanced code already.
+        parts = [str(self.smtp_code) if self.smtp_code else ""]
+        if self.enhanced_status and not self.reason.startswith(self.enhanced_status):
+            parts.append(self.enhanced_status)
+        code = " ".join(p for p in parts if p)
         return f"{code} {self.reason}".strip()
 
 
@@ -39,6 +50,10 @@ class TemporaryFailure(DeliveryFailure):
 
 class PermanentFailure(DeliveryFailure):
     """This recipient will never accept it (5xx about the recipient): stop and suppress."""
+
+
+class MessageRefused(DeliveryFailure):
+    """The server refused this message, not its recipient (content, size): fail it, blame nobody."""
 
 
 class SenderMisconfigured(DeliveryFailure):

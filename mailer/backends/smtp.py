@@ -7,50 +7,90 @@ import re
 import smtplib
 import socket
 import ssl
+from enum import StrEnum
 from types import TracebackType
 from typing import Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .base import Message, PermanentFailure, SenderMisconfigured, TemporaryFailure
+from .base import (
+    Message,
+    MessageRefused,
+    PermanentFailure,
+    SenderMisconfigured,
+    TemporaryFailure,
+)
 
-Failure = TemporaryFailure | PermanentFailure | SenderMisconfigured
+Failure = TemporaryFailure | PermanentFailure | MessageRefused | SenderMisconfigured
 Reply = tuple[int, bytes]
 # An address with nothing in it that the header parser would have to interpret.
 _PLAIN_ADDRESS = re.compile(r'[^\s<>()\[\],;:"\\@]+@[^\s<>()\[\],;:"\\@]+')
 _TRUE = ("1", "true", "yes", "on")
+# An RFC 3463 enhanced status code: class.subject.detail.
+_ENHANCED = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
+
+
+class Stage(StrEnum):
+    """The step of an SMTP session a reply answers; it says what a refusal is about."""
+
+    CONNECT = "connect"
+    MAIL = "MAIL"
+    RCPT = "RCPT"
+    DATA = "DATA"
 
 
 def _text(reply: bytes | str) -> str:
-    """A server reply as text."""
-    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+    """A server reply as one line of text (smtplib joins a multi-line reply with newlines)."""
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+    first, *rest = text.strip().splitlines() or [""]
+    enhanced = _ENHANCED.match(first)
+    # Continuation lines repeat the enhanced code (RFC 3463 §2): keep the words only.
+    repeated = re.compile(re.escape(enhanced.group(0)) + r"\s*") if enhanced else None
+    lines = [first] + [repeated.sub("", line, count=1) if repeated else line for line in rest]
+    return " ".join(line.strip() for line in lines if line.strip())
 
 
-def classify(code: int, reply: bytes | str) -> Failure:
+def enhanced_status(code: int, text: str) -> str | None:
+    """The RFC 3463 code that opens a reply, if its class agrees with the reply code."""
+    found = _ENHANCED.match(text)
+    if found is None or found.group(1) != str(code)[:1]:
+        return None
+    return found.group(0)
+
+
+def classify(code: int, reply: bytes | str, stage: Stage) -> Failure:
     """Turn an SMTP reply into the failure class that says who must act.
 
-    4xx is temporary; 5.7.x (authentication, DMARC, policy) and 530/535 say *we* are
-    misconfigured; any other 5xx (5.1.x bad mailbox, 5.2.1 disabled, ...) is permanent for the
-    recipient.
+    4xx is temporary. A permanent refusal is ours to fix (SenderMisconfigured) when it comes
+    at connect or MAIL, is 530/535, or is a 5.7.x security or policy code other than 5.7.1; it
+    is about the message (MessageRefused: no one is blamed) for 5.3.x system limits such as
+    5.3.4 too big, 5.6.x content, 5.2.3 too long for the mailbox, and for any other refusal of
+    DATA; it is about the recipient (PermanentFailure: suppress them) for 5.1.x addressing and
+    5.2.x mailbox codes wherever they come, and for any other refusal of RCPT, 5.7.1 included.
     """
     text = _text(reply)
-    first = text.split(" ", 1)[0]
-    enhanced = first if first[:2] in ("4.", "5.") and first.count(".") == 2 else None
-    if 400 <= code < 500:
-        return TemporaryFailure(text, smtp_code=code, enhanced_status=enhanced)
-    if code in (530, 535) or (enhanced is not None and enhanced.startswith("5.7.")):
-        return SenderMisconfigured(text, smtp_code=code, enhanced_status=enhanced)
-    if 500 <= code < 600:
-        return PermanentFailure(text, smtp_code=code, enhanced_status=enhanced)
-    return TemporaryFailure(text, smtp_code=code, enhanced_status=enhanced)
+    enhanced = enhanced_status(code, text)
+    failure: type[Failure]
+    if not 500 <= code < 600:
+        failure = TemporaryFailure
+    else:
+        failure = _refused_party(code, enhanced or "", stage)
+    return failure(text, smtp_code=code, enhanced_status=enhanced, stage=stage)
 
 
-def _about_sender(failure: Failure) -> Failure:
-    """A permanent refusal of our MAIL FROM is our misconfiguration, not the recipient's."""
-    if isinstance(failure, PermanentFailure):
-        return SenderMisconfigured(
-            failure.reason, smtp_code=failure.smtp_code, enhanced_status=failure.enhanced_status
-        )
-    return failure
+def _refused_party(code: int, enhanced: str, stage: Stage) -> type[Failure]:
+    """Who a permanent refusal is about: us, the message or the recipient (see classify)."""
+    subject = enhanced[:4]
+    if stage == Stage.CONNECT or code in (530, 535):
+        return SenderMisconfigured
+    if enhanced == "5.2.3" or subject in ("5.3.", "5.6."):
+        return MessageRefused
+    if subject == "5.7." and enhanced != "5.7.1":
+        return SenderMisconfigured
+    if stage == Stage.MAIL:
+        return SenderMisconfigured
+    if subject in ("5.1.", "5.2.") or stage == Stage.RCPT:
+        return PermanentFailure
+    return MessageRefused
 
 
 class SMTPBackend:
@@ -95,10 +135,14 @@ class SMTPBackend:
         try:
             timeout = float(query.get("timeout", "30"))
         except ValueError:
-            raise ValueError("MAILER_MAIL_URL: timeout must be a number of seconds") from None
+            raise ValueError("timeout must be a number of seconds") from None
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError("the port must be a number, e.g. smtp://host:587") from None
         return cls(
             parts.hostname or "localhost",
-            parts.port or (465 if implicit else 25),
+            port or (465 if implicit else 25),
             implicit_tls=implicit,
             starttls=query.get("starttls", "false").lower() in _TRUE,
             username=unquote(parts.username) if parts.username else None,
@@ -133,7 +177,10 @@ class SMTPBackend:
             conn.ehlo()
             if self.starttls:
                 if not conn.has_extn("starttls"):
-                    raise SenderMisconfigured(f"{self.host}:{self.port} does not offer STARTTLS")
+                    raise SenderMisconfigured(
+                        f"{self.host}:{self.port} does not offer STARTTLS: remove starttls=true "
+                        "from MAILER_MAIL_URL, or use smtps:// if it speaks TLS from the start"
+                    )
                 conn.starttls(context=self._tls_context())
                 conn.ehlo()
             if self.username:
@@ -144,17 +191,25 @@ class SMTPBackend:
         except smtplib.SMTPAuthenticationError as exc:
             _close_quietly(conn)
             raise SenderMisconfigured(
-                f"authentication refused: {_text(exc.smtp_error)}", smtp_code=exc.smtp_code
+                f"{self.host}:{self.port} refused the login ({exc.smtp_code} "
+                f"{_text(exc.smtp_error)}): check the user name and password in MAILER_MAIL_URL",
+                stage=Stage.CONNECT,
             ) from exc
         except smtplib.SMTPNotSupportedError as exc:
             _close_quietly(conn)
-            raise SenderMisconfigured(f"{self.host}:{self.port}: {exc}") from exc
+            raise SenderMisconfigured(
+                f"{self.host}:{self.port}: {exc}: remove the user name and password from "
+                "MAILER_MAIL_URL, or add starttls=true if it offers AUTH only over TLS"
+            ) from exc
         except ssl.SSLCertVerificationError as exc:
             _close_quietly(conn)
-            raise SenderMisconfigured(f"TLS certificate of {self.host} not trusted: {exc}") from exc
+            raise SenderMisconfigured(
+                f"the TLS certificate of {self.host} is not trusted ({exc.verify_message}): give "
+                "its CA as cafile=/path/ca.pem in MAILER_MAIL_URL"
+            ) from exc
         except smtplib.SMTPResponseException as exc:
             _close_quietly(conn)
-            raise classify(exc.smtp_code, exc.smtp_error) from exc
+            raise classify(exc.smtp_code, exc.smtp_error, Stage.CONNECT) from exc
         except (OSError, smtplib.SMTPException) as exc:
             _close_quietly(conn)
             raise TemporaryFailure(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
@@ -183,7 +238,7 @@ class SMTPBackend:
             self._conn = self._connect()
         try:
             self._transaction(message)
-        except (TemporaryFailure, PermanentFailure, SenderMisconfigured):
+        except (TemporaryFailure, PermanentFailure, MessageRefused, SenderMisconfigured):
             raise
         except (OSError, smtplib.SMTPException) as exc:
             self._drop()
@@ -228,12 +283,12 @@ class SMTPBackend:
         conn = self._conn
         if code != 250:
             self._reset(conn)
-            raise _about_sender(classify(code, reply))
+            raise classify(code, reply, Stage.MAIL)
         for recipient in message.recipients:
             code, reply = conn.rcpt(recipient)
             if code not in (250, 251):
                 self._reset(conn)
-                raise classify(code, reply)
+                raise classify(code, reply, Stage.RCPT)
         try:
             code, reply = conn.data(message.data)
         except smtplib.SMTPServerDisconnected as exc:
@@ -243,10 +298,10 @@ class SMTPBackend:
             raise TemporaryFailure(f"connection dropped during DATA: {exc}") from exc
         except smtplib.SMTPDataError as exc:
             self._reset(conn)
-            raise classify(exc.smtp_code, exc.smtp_error) from exc
+            raise classify(exc.smtp_code, exc.smtp_error, Stage.DATA) from exc
         if code != 250:
             self._reset(conn)
-            raise classify(code, reply)
+            raise classify(code, reply, Stage.DATA)
 
     def _envelope(self, sender: str, message: Message) -> tuple[smtplib.SMTP, Reply]:
         """Write MAIL, RCPT and DATA at once (RFC 2920) and read MAIL's reply."""
@@ -276,13 +331,14 @@ class SMTPBackend:
         # Every reply is read, whatever came before, so the next message's replies stay in step.
         rcpts = [conn.getreply() for _ in message.recipients]
         data = conn.getreply()
+        # Each reply is judged by the command it answers, though they all came back together.
         refused = (
-            _about_sender(classify(*mail))
+            classify(*mail, Stage.MAIL)
             if mail[0] != 250
-            else next((classify(*r) for r in rcpts if r[0] not in (250, 251)), None)
+            else next((classify(*r, Stage.RCPT) for r in rcpts if r[0] not in (250, 251)), None)
         )
         if refused is None and data[0] != 354:
-            refused = classify(*data)
+            refused = classify(*data, Stage.DATA)
         if refused is not None:
             if data[0] == 354:
                 # The server waits for a message we will not send: closing is the only way
@@ -301,7 +357,7 @@ class SMTPBackend:
             raise TemporaryFailure(f"connection dropped during DATA: {exc}") from exc
         if code != 250:
             self._reset(conn)
-            raise classify(code, reply)
+            raise classify(code, reply, Stage.DATA)
 
     def _reset(self, conn: smtplib.SMTP) -> None:
         """End a refused transaction so the connection can carry the next message."""
