@@ -49,6 +49,7 @@ from .models import (
     SubscriberStatus,
     utcnow,
 )
+from .text_rules import line_problem
 from .tokens import Purpose, TokenOwner, link
 
 # Long List-Unsubscribe URLs must reach the wire unfolded (see PERFORMANCE.md).
@@ -88,7 +89,6 @@ _MARKDOWN_TAGS = {
     "h4",
     "hr",
 }
-_UNSAFE_HEADER = re.compile(r"[\x00-\x1f\x7f]")
 _SPECIALS = re.compile(r'[\s<>()\[\],;:"\\]')
 _SIMPLE_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+$")
 _URL_SAFE = re.compile(r"^https?://[A-Za-z0-9._~:/?#\[\]@!$()*+,;=%-]+$")
@@ -419,9 +419,10 @@ def _text(template: str, **context: Any) -> str:
 
 
 def check_header(value: str, name: str) -> str:
-    """Refuse a header value with line breaks or other control characters."""
-    if _UNSAFE_HEADER.search(value):
-        raise UnsafeHeader(f"{name} must not contain line breaks or control characters")
+    """Refuse a header value with a line break of any kind or another control character."""
+    problem = line_problem(value)
+    if problem:
+        raise UnsafeHeader(f"{name} {problem}")
     return value
 
 
