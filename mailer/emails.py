@@ -92,6 +92,10 @@ _MARKDOWN_TAGS = {
 _SPECIALS = re.compile(r'[\s<>()\[\],;:"\\]')
 _SIMPLE_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+$")
 _URL_SAFE = re.compile(r"^https?://[A-Za-z0-9._~:/?#\[\]@!$()*+,;=%-]+$")
+# Where admin-written links may point; see link_target.
+LINK_SCHEMES = frozenset({"http", "https", "mailto"})
+_URL_INVISIBLE = re.compile("[\t\n\r]")
+_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 _DATE_SENTINEL = format_datetime(datetime(1999, 12, 31, 23, 59, 59, tzinfo=UTC))
 
 
@@ -322,9 +326,31 @@ def _clean_markdown(text: str) -> str:
         raw,
         tags=_MARKDOWN_TAGS,
         attributes={"a": {"href", "title"}},
-        url_schemes={"http", "https", "mailto"},
+        attribute_filter=_safe_link,
+        url_schemes=LINK_SCHEMES,
         link_rel="noopener noreferrer",
     )
+
+
+def link_target(url: str) -> str | None:
+    """The URL as a browser reads it, if it is an absolute http, https or mailto link, else None.
+
+    The WHATWG URL parser strips leading and trailing C0 controls and spaces and drops every tab
+    and newline, so " java\tscript:" is "javascript:". Relative links are refused too: a mail has
+    no base to resolve them against.
+    """
+    cleaned = _URL_INVISIBLE.sub("", url.strip("".join(map(chr, range(0x21)))))
+    scheme = _URL_SCHEME.match(cleaned)
+    if scheme is None or scheme.group(1).lower() not in LINK_SCHEMES:
+        return None
+    return cleaned
+
+
+def _safe_link(element: str, attribute: str, value: str) -> str | None:
+    """nh3's attribute filter: an href (entities already decoded) only as link_target allows."""
+    if attribute == "href":
+        return link_target(value)
+    return value
 
 
 _LINK = re.compile(r'<a\s[^>]*?href="([^"]*)"[^>]*>(.*?)</a>', re.S)
