@@ -121,7 +121,9 @@ def _parts(data: bytes) -> tuple[str, str]:
 def test_the_preview_the_sent_mail_and_the_archive_carry_no_script_link(
     app: Flask, client: FlaskClient
 ) -> None:
-    intro = "\n\n".join(source.format(w=WORDS) for source in HOSTILE.values())
+    # NUL cannot be stored (PostgreSQL refuses it, validation too): render_markdown's cases only.
+    storable = [source for source in HOSTILE.values() if "\x00" not in source]
+    intro = "\n\n".join(source.format(w=WORDS) for source in storable)
     with app.app_context():
         digest = Digest(
             subject="Links", intro_markdown=intro, status=DigestStatus.SENT, finished_at=NOW
