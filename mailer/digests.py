@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -10,6 +9,7 @@ from sqlalchemy import select
 
 from .extensions import db
 from .models import Digest, DigestFilm, DigestStatus, Film
+from .text_rules import line_problem, text_problem
 
 SUBJECT_MAX = 200
 PREHEADER_MAX = 200
@@ -33,18 +33,12 @@ class DigestLocked(Exception):
     """The digest is sending or sent (or cancelled) and its content can no longer change."""
 
 
-def _has_control(text: str, allowed: str = "") -> bool:
-    """Whether text holds control characters other than those allowed."""
-    return any(unicodedata.category(ch) == "Cc" and ch not in allowed for ch in text)
-
-
 def _single_line(value: str, name: str, limit: int, errors: dict[str, str]) -> str:
     """A one-line header-safe field, trimmed; a line break or control character is an error."""
     text = value.strip()
-    if "\r" in text or "\n" in text:
-        errors[name] = "must be a single line: remove the line break"
-    elif _has_control(text):
-        errors[name] = "must not contain control characters"
+    problem = line_problem(text)
+    if problem:
+        errors[name] = problem
     elif len(text) > limit:
         errors[name] = f"must be at most {limit} characters"
     return text
@@ -60,8 +54,9 @@ def validate_digest(
         errors["subject"] = "is required"
     preheader = _single_line(preheader, "preheader", PREHEADER_MAX, errors)
     intro = intro_markdown.replace("\r\n", "\n").strip()
-    if _has_control(intro, "\n\t"):
-        errors["intro_markdown"] = "must not contain control characters"
+    problem = text_problem(intro)
+    if problem:
+        errors["intro_markdown"] = problem
     elif len(intro) > INTRO_MAX:
         errors["intro_markdown"] = f"must be at most {INTRO_MAX} characters"
     chosen: list[tuple[int, str]] = []
@@ -77,7 +72,7 @@ def validate_digest(
             errors["films"] = f"refers to films that do not exist: {', '.join(missing)}"
     for film_id, note in films:
         text = note.replace("\r\n", "\n").strip()
-        if _has_control(text, "\n\t") or len(text) > NOTE_MAX:
+        if text_problem(text) or len(text) > NOTE_MAX:
             errors[f"note-{film_id}"] = (
                 f"must be at most {NOTE_MAX} characters, without control characters"
             )

@@ -21,6 +21,7 @@ from sqlalchemy import Row, String, bindparam, delete, select, type_coerce
 
 from .extensions import db
 from .models import Digest, DigestFilm, DigestStatus, Film
+from .text_rules import line_problem, text_problem
 
 FILM_FIELDS = (
     "slug",
@@ -67,10 +68,11 @@ def _is_http_url(value: str) -> bool:
 
 def _clean_text(value: Any, name: str, errors: dict[str, str], *, single_line: bool) -> str:
     text = "" if value is None else str(value).strip()
-    if any(unicodedata.category(ch) == "Cc" and ch not in "\n\t" for ch in text):
-        errors[name] = "must not contain control characters"
-    elif single_line and ("\n" in text or "\r" in text):
-        errors[name] = "must be a single line"
+    if not single_line:
+        text = text.replace("\r\n", "\n")  # as browsers send a textarea's lines
+    problem = line_problem(text) if single_line else text_problem(text)
+    if problem:
+        errors[name] = problem
     elif len(text) > _TEXT_LIMITS.get(name, 2000):
         errors[name] = f"must be at most {_TEXT_LIMITS.get(name, 2000)} characters"
     return text

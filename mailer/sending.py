@@ -1067,6 +1067,11 @@ class Sender:
             outcomes.finish(job, DeliveryStatus.SKIPPED, f"not sent: {exc}")
             stats.skipped += 1
             return
+        except emails.UnsafeHeader as exc:  # content stored before a rule refused it: no bug
+            log.warning("delivery %s cannot be rendered: %s", job.id, exc)
+            outcomes.finish(job, DeliveryStatus.FAILED, f"cannot render: {exc}")
+            stats.failed += 1
+            return
         except Exception as exc:  # a message that cannot be built must not stop the others
             log.exception("delivery %s cannot be rendered", job.id)
             outcomes.finish(job, DeliveryStatus.FAILED, f"cannot render: {exc}")

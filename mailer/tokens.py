@@ -13,6 +13,7 @@ from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSaf
 
 from .extensions import db
 from .models import Subscriber
+from .routing import MAX_ID
 
 
 class Purpose(enum.StrEnum):
@@ -103,13 +104,19 @@ def make_token(purpose: Purpose, subscriber: TokenOwner, film_id: int | None = N
     return signer.sign(serializer.dump_payload(payload)).decode("ascii")
 
 
+def _is_row_id(value: object) -> bool:
+    """Whether a payload value can name a row: an int (not a bool) within the database's range."""
+    return type(value) is int and 1 <= value <= MAX_ID
+
+
 def _claims(payload: object) -> TokenClaims:
+    # An id no row can have must never reach a query (PostgreSQL and SQLite refuse it loudly).
     if (
         not isinstance(payload, list)
         or len(payload) not in (2, 3)
-        or not isinstance(payload[0], int)
+        or not _is_row_id(payload[0])
         or not isinstance(payload[1], str)
-        or (len(payload) == 3 and not isinstance(payload[2], int))
+        or (len(payload) == 3 and not _is_row_id(payload[2]))
     ):
         raise InvalidToken("malformed payload")
     return TokenClaims(payload[0], payload[1], payload[2] if len(payload) == 3 else None)

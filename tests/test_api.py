@@ -110,7 +110,7 @@ def test_film_rules_come_from_validate_film(app, client, auth) -> None:
     )
     body = assert_error(bad, 422, "validation_error")
     assert body["errors"] == {
-        "title": ["must not contain control characters"],
+        "title": ["must be a single line: remove the line break"],
         "watch_url": ["must be an http or https URL"],
         "year": ["must be between 1870 and 2200"],
     }

@@ -58,7 +58,7 @@ def test_every_bad_field_is_named(films) -> None:
     errors = caught.value.errors
     assert errors["subject"] == "is required"
     assert errors["preheader"] == "must be a single line: remove the line break"
-    assert errors["intro_markdown"] == "must not contain control characters"
+    assert errors["intro_markdown"] == "must not contain control characters (U+0000)"
     assert errors["films"] == "refers to films that do not exist: 999999"
     assert f"note-{films[0]}" in errors
 

@@ -9,7 +9,7 @@ from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from ..emails import RenderedEmail, preview_digest
+from ..emails import RenderedEmail, UnsafeHeader, preview_digest
 from ..extensions import db
 from ..models import Delivery, DeliveryKind, DeliveryStatus, Digest, DigestStatus, utcnow
 from ..sending import (
@@ -31,6 +31,7 @@ FAILURES_SHOWN = 50
 REFRESH_SECONDS = 5
 LIVE_STATUSES = (DigestStatus.SCHEDULED, DigestStatus.SENDING)
 PAUSE_REASON_MAX = 500
+NO_PREVIEW = "This digest cannot be sent as it is: correct the fields marked on its page."
 
 
 class ScheduleInvalid(ValueError):
@@ -38,9 +39,13 @@ class ScheduleInvalid(ValueError):
 
 
 @bp.app_template_global()
-def digest_preview(digest: Digest) -> RenderedEmail:
-    """What a subscriber would receive if the digest went out now."""
-    return preview_digest(digest, utcnow())
+def digest_preview(digest: Digest) -> RenderedEmail | None:
+    """What a subscriber would receive if the digest went out now; None if it cannot be built
+    (content stored before a rule refused it, which the page marks beside its field)."""
+    try:
+        return preview_digest(digest, utcnow())
+    except UnsafeHeader:
+        return None
 
 
 @bp.app_template_global()
@@ -94,7 +99,8 @@ def queue_test(digest: Digest, address: str) -> Delivery:
 @bp.get("/digests/<int:digest_id>/preview.html")
 def digest_preview_frame(digest_id: int) -> Response:
     """The preview's HTML part, alone, for the sandboxed frame on the digest page."""
-    return framed_html(digest_preview(db.get_or_404(Digest, digest_id)).html)
+    preview = digest_preview(db.get_or_404(Digest, digest_id))
+    return framed_html(preview.html if preview else f"<p>{NO_PREVIEW}</p>")
 
 
 @bp.post("/digests/<int:digest_id>/test")

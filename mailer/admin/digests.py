@@ -16,6 +16,7 @@ from ..digests import (
     duplicate_digest,
     list_digests,
     update_digest,
+    validate_digest,
 )
 from ..extensions import db
 from ..models import Digest, Film, utcnow
@@ -100,6 +101,16 @@ def _render(digest: Digest | None, errors: dict[str, str], status: int = 200) ->
     return page, status
 
 
+def stored_problems(digest: Digest) -> dict[str, str]:
+    """The fields whose stored content today's rules refuse (saved before a rule existed)."""
+    films = [(item.film_id, item.note) for item in digest.films]
+    try:
+        validate_digest(digest.subject, digest.preheader, digest.intro_markdown, films)
+    except DigestInvalid as exc:
+        return exc.errors
+    return {}
+
+
 @bp.get("/digests")
 def digests() -> str:
     """Every digest with its status, newest first."""
@@ -152,7 +163,7 @@ def digest_edit(digest_id: int) -> Response | tuple[str, int]:
         db.session.commit()
         flash("Digest saved.")
         return redirect(url_for("admin.digest_edit", digest_id=digest.id))
-    return _render(digest, {})
+    return _render(digest, stored_problems(digest))
 
 
 @bp.post("/digests/<int:digest_id>/duplicate")

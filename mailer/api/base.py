@@ -12,7 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..extensions import csrf, db, limiter
 from ..models import ApiToken, utcnow
-from ..security import fields_with_nul, request_fields_with_nul
+from ..security import NUL_MESSAGE, request_fields_with_nul, unstorable_fields
 from . import errors
 from .tokens import InvalidApiToken, authenticate, bearer_value
 
@@ -56,17 +56,18 @@ def _guard_request() -> None:
     g.api_token = token
     if request.method in BODY_METHODS and _has_body() and not request.is_json:
         abort(415)
-    _refuse_nul_bytes()
+    _refuse_unstorable_text()
 
 
-def _refuse_nul_bytes() -> None:
-    """Refuse NUL bytes in any value, naming the fields: PostgreSQL text cannot store them."""
-    fields = request_fields_with_nul()
+def _refuse_unstorable_text() -> None:
+    """Refuse NUL bytes and unpaired surrogates in any value, naming the fields, before any
+    query: PostgreSQL text cannot store them."""
+    errors = {field: [NUL_MESSAGE] for field in request_fields_with_nul()}
     if request.is_json:
-        fields += fields_with_nul(request.get_json(silent=True))
-    if fields:
-        message = "Text may not contain NUL (\\u0000) characters."
-        abort(422, errors={field: [message] for field in fields})
+        for field, problem in unstorable_fields(request.get_json(silent=True)):
+            errors.setdefault(field, []).append(problem)
+    if errors:
+        abort(422, errors={field: sorted(set(problems)) for field, problems in errors.items()})
 
 
 def _has_body() -> bool:
