@@ -633,9 +633,7 @@ class SendRate:
             update(SendPace)
             .where(SendPace.id == 1)
             .values(
-                next_slot_us=case(
-                    (SendPace.next_slot_us > now, SendPace.next_slot_us), else_=now
-                )
+                next_slot_us=case((SendPace.next_slot_us > now, SendPace.next_slot_us), else_=now)
                 + count * step
             )
             .returning(SendPace.next_slot_us)
@@ -966,6 +964,8 @@ class Sender:
                 while remaining:
                     slots = self.rate.acquire(min(self.group_size, len(remaining)))
                     group, remaining = remaining[: slots.count], remaining[slots.count :]
+                    # Wait for the first slot before the group takes its locks.
+                    self.rate.wait(slots, 0)
                     group_started = time.monotonic()
                     try:
                         done = self._send_group(group, stats, slots)
