@@ -438,11 +438,12 @@ class EarlyAccessOpen(Model):
     __table_args__ = (UniqueConstraint("film_id", "opener_hash"),)
 
 
-class SendWindow(Model):
-    """Messages granted in one time window, shared by every worker to cap MAILER_SEND_RATE."""
+class SendPace(Model):
+    """The next free sending slot, shared by every worker to cap MAILER_SEND_RATE."""
 
-    __tablename__ = "send_windows"
+    __tablename__ = "send_pace"
 
-    # The window's number: seconds since the epoch divided by the window length.
-    window: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    used: Mapped[int] = mapped_column(Integer, default=0)
+    # One row (id 1), created by the first worker that sends under a rate.
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    # Microseconds since the epoch: no further message may start before this.
+    next_slot_us: Mapped[int] = mapped_column(BigInteger)

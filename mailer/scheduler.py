@@ -32,7 +32,6 @@ from .sending import (
     count_due,
     enqueue_early_access_alerts,
     finish_digests,
-    forget_old_windows,
     start_due_digests,
 )
 
@@ -276,12 +275,10 @@ def purge_function() -> Callable[[datetime], int] | None:
 
 
 def housekeeping(app: Flask, purge: Callable[[datetime], int] | None) -> None:
-    """Forget old rate windows; delete never-confirmed subscribers past their time."""
+    """Delete never-confirmed subscribers past their time."""
     now = utcnow()
     with app.app_context():
         try:
-            forget_old_windows(now)
-            db.session.commit()
             if purge is not None:
                 purged = purge(now)
                 db.session.commit()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
 import random
 import secrets
@@ -23,7 +22,6 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
-    delete,
     event,
     exists,
     func,
@@ -61,7 +59,7 @@ from .models import (
     Digest,
     DigestStatus,
     Film,
-    SendWindow,
+    SendPace,
     Subscriber,
     SubscriberStatus,
     Suppression,
@@ -75,16 +73,16 @@ log = logging.getLogger("mailer.sending")
 OPEN_STATUSES = (DeliveryStatus.QUEUED, DeliveryStatus.CLAIMED)
 # Retries never wait longer than this between two attempts.
 MAX_RETRY_DELAY = 6 * 3600.0
-# A group of deliveries is re-checked, sent and journaled in one transaction. Groups are sized
-# to take about GROUP_SECONDS: the locks a group holds (SQLite's write lock; the rows and their
-# subscribers on PostgreSQL) keep an unsubscribe or a sign-up waiting at most that long, and
-# commits stay few however fast the server takes mail.
-GROUP_SECONDS = 0.25
-# The first group of a sender, and the bounds of the rest; a crash resends at most one group
-# per connection, so never more than GROUP_MAX messages.
-GROUP_FIRST = 20
-GROUP_MIN = 5
-GROUP_MAX = 500
+# A group of deliveries is re-checked, sent and journaled in one transaction, so a crash can
+# resend what its group sent before the crash: at most GROUP_MAX messages per connection.
+# Groups are also sized to take about GROUP_SECONDS: the locks a group holds (SQLite's write
+# lock; the rows and their subscribers on PostgreSQL) keep an unsubscribe or a sign-up waiting
+# at most about that long.
+GROUP_SECONDS = 0.05
+# The first group of a sender, and the bounds of the rest.
+GROUP_FIRST = 5
+GROUP_MIN = 1
+GROUP_MAX = 10
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -610,52 +608,71 @@ def count_due(now: datetime) -> int:
 # --- rate limit ---------------------------------------------------------------------------------
 
 
-class SendRate:
-    """A fixed-window counter in the database that caps messages per second over all workers."""
+@dataclass(frozen=True, slots=True)
+class Slots:
+    """Start times granted to a group: its message i may start at first + i·interval, not before."""
 
-    def __init__(self, rate: float, clock: Callable[[], float] = time.time) -> None:
+    count: int
+    first: float = 0.0
+    interval: float = 0.0
+
+    def start_of(self, index: int) -> float:
+        """When message ``index`` of the group may start (seconds since the epoch)."""
+        return self.first + index * self.interval
+
+
+class SendRate:
+    """Caps messages per second over all workers by handing out evenly spaced start times.
+
+    The database keeps the next free slot; each grant moves it on by one interval (1/rate) per
+    message, from now if it lies in the past, so nothing is saved up for a burst. Every message
+    starts at its own slot or later, so at most ceil(rate·T) start in any window of T seconds.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.rate = rate
         self.clock = clock
-        # Rates under 1/s use longer windows of one message each.
-        self.window = max(1, math.ceil(1 / rate)) if rate > 0 else 1
-        self.allowance = max(1, math.floor(rate * self.window)) if rate > 0 else 0
+        self.sleep = sleep
+        self.interval = 1 / rate if rate > 0 else 0.0
+        # A group waits for its slots holding its locks: keep that within GROUP_SECONDS.
+        self.most = max(1, int(rate * GROUP_SECONDS))
 
-    def acquire(self, wanted: int) -> int:
-        """Block until at least one message may go; return how many may go now (≤ wanted)."""
+    def acquire(self, wanted: int) -> Slots:
+        """Take slots for up to ``wanted`` messages (at least one); commits its own transaction."""
         if self.rate <= 0:
-            return wanted
-        while True:
-            number = int(self.clock() // self.window)
-            granted = self._take(number, min(wanted, self.allowance))
-            if granted:
-                return granted
-            time.sleep(max((number + 1) * self.window - self.clock(), 0.005))
-
-    def _take(self, number: int, wanted: int) -> int:
-        """Count ``wanted`` messages against window ``number``; return how many fit."""
+            return Slots(wanted)
+        count = max(1, min(wanted, self.most))
+        step = round(self.interval * 1e6)
+        now = round(self.clock() * 1e6)
         db.session.execute(
-            _insert(SendWindow.__table__)
-            .values(window=number, used=0)
-            .on_conflict_do_nothing(index_elements=["window"])
+            _insert(SendPace.__table__)
+            .values(id=1, next_slot_us=now)
+            .on_conflict_do_nothing(index_elements=["id"])
         )
-        used = db.session.scalar(
-            update(SendWindow)
-            .where(SendWindow.window == number, SendWindow.used < self.allowance)
-            .values(used=SendWindow.used + wanted)
-            .returning(SendWindow.used)
+        # One UPDATE reads and moves the shared slot: concurrent workers queue on its row lock.
+        after = db.session.scalar(
+            update(SendPace)
+            .where(SendPace.id == 1)
+            .values(
+                next_slot_us=case((SendPace.next_slot_us > now, SendPace.next_slot_us), else_=now)
+                + count * step
+            )
+            .returning(SendPace.next_slot_us)
         )
         db.session.commit()
-        if used is None:
-            return 0
-        return wanted - max(0, int(used) - self.allowance)
+        assert after is not None
+        return Slots(count, (int(after) - count * step) / 1e6, step / 1e6)
 
-
-def forget_old_windows(now: datetime) -> int:
-    """Delete rate windows older than a minute."""
-    result = db.session.execute(
-        delete(SendWindow).where(SendWindow.window < int(now.timestamp()) - 60)
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    def wait(self, slots: Slots, index: int) -> None:
+        """Sleep until message ``index`` of the group may start."""
+        delay = slots.start_of(index) - self.clock()
+        if delay > 0:
+            self.sleep(delay)
 
 
 # --- sending ------------------------------------------------------------------------------------
@@ -943,8 +960,9 @@ class Sender:
     the group's commit: nothing is sent to an address after its unsubscribe has returned. The
     group's outcomes are journaled together at its end, in one commit. A crash can lose at most
     one group's outcomes, whose rows are still claimed: they are sent again after their lease,
-    with the Message-IDs fixed when they were claimed. Groups are sized to take about
-    GROUP_SECONDS, so the locks are held briefly however fast the server is.
+    with the Message-IDs fixed when they were claimed. So a crash resends at most GROUP_MAX
+    messages per connection. Groups are sized to take about GROUP_SECONDS, so the locks are
+    held briefly however fast or slow the server is.
     """
 
     def __init__(self, worker: str, backend: Backend, clock: Callable[[], datetime]) -> None:
@@ -972,11 +990,13 @@ class Sender:
         try:
             with self.backend:
                 while remaining:
-                    size = self.rate.acquire(min(self.group_size, len(remaining)))
-                    group, remaining = remaining[:size], remaining[size:]
+                    slots = self.rate.acquire(min(self.group_size, len(remaining)))
+                    group, remaining = remaining[: slots.count], remaining[slots.count :]
+                    # Wait for the first slot before the group takes its locks.
+                    self.rate.wait(slots, 0)
                     group_started = time.monotonic()
                     try:
-                        done = self._send_group(group, stats)
+                        done = self._send_group(group, stats, slots)
                     except StopBatch:
                         remaining = group + remaining
                         raise
@@ -1021,7 +1041,7 @@ class Sender:
         paced = int(size * GROUP_SECONDS / max(seconds, 1e-4))
         self.group_size = max(GROUP_MIN, min(GROUP_MAX, paced, self.group_size * 4))
 
-    def _send_group(self, ids: Sequence[int], stats: BatchStats) -> int:
+    def _send_group(self, ids: Sequence[int], stats: BatchStats, slots: Slots) -> int:
         """Lock, re-check, send and journal a group of deliveries in one commit; how many."""
         now = self.clock()
         self.cache.new_transaction()
@@ -1029,6 +1049,7 @@ class Sender:
         group = _load_group(jobs)
         outcomes = _Outcomes(now)
         for index, job in enumerate(jobs):
+            self.rate.wait(slots, index)
             try:
                 self._send_one(job, group, now, stats, outcomes)
             except StopBatch:

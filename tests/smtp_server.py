@@ -30,6 +30,8 @@ class Received:
     data: bytes
     peer: Any = None
     mail_options: list[str] = field(default_factory=list)
+    # When the server accepted it (time.monotonic(), taken as the final 250 is returned).
+    accepted_at: float = field(default_factory=time.monotonic)
 
     @property
     def message(self) -> EmailMessage:

@@ -19,7 +19,6 @@ from mailer.models import (
     Digest,
     DigestStatus,
     Film,
-    SendWindow,
     Subscriber,
     SubscriberStatus,
     Suppression,
@@ -33,6 +32,7 @@ from mailer.sending import (
     InvalidTransition,
     Sender,
     SendRate,
+    Slots,
     _due_branches,
     cancel_digest,
     claim_batch,
@@ -200,17 +200,23 @@ def test_a_digest_is_sent_only_when_nothing_is_left_open() -> None:
 
 
 @pytest.mark.usefixtures("ctx")
-def test_send_rate_is_shared_by_every_worker() -> None:
-    clock = [1000.2]
-    workers = [SendRate(5, clock=lambda: clock[0]) for _ in range(3)]
-    granted = [w._take(1000, 3) for w in workers]
-    assert sum(granted) == 5
-    assert granted == [3, 2, 0]
-    clock[0] = 1001.0
-    assert workers[2].acquire(10) == 5
-    assert db.session.scalar(select(SendWindow.used).where(SendWindow.window == 1001)) >= 5
-    slow = SendRate(0.5)
-    assert slow.window == 2 and slow.allowance == 1
+def test_send_rate_spaces_every_workers_slots_and_saves_up_no_burst() -> None:
+    clock = [1000.0]
+    naps: list[float] = []
+    workers = [SendRate(40, clock=lambda: clock[0], sleep=naps.append) for _ in range(3)]
+    granted = [w.acquire(10) for w in workers]
+    # 40/s and groups of GROUP_SECONDS: two slots a grant, 25 ms apart, one after the other.
+    assert [g.count for g in granted] == [2, 2, 2]
+    starts = [g.start_of(i) for g in granted for i in range(g.count)]
+    assert starts == pytest.approx([1000 + i * 0.025 for i in range(6)])
+    workers[2].wait(granted[2], 1)
+    assert naps == [pytest.approx(0.125)]
+    clock[0] = 1060.0  # a quiet minute saves nothing up: the next slot is now, then spaced
+    later = workers[0].acquire(10)
+    assert later.first == pytest.approx(1060.0) and later.interval == pytest.approx(0.025)
+    slow = SendRate(0.5, clock=lambda: clock[0])
+    assert slow.acquire(10) == Slots(1, pytest.approx(1060.05), 2.0)
+    assert SendRate(0).acquire(7) == Slots(7)
 
 
 def test_retry_delay_grows_with_jitter() -> None:
@@ -355,8 +361,11 @@ def test_a_crash_mid_group_resends_that_group_with_its_message_ids(app: Flask) -
         Sender("w", crashing, lambda: NOW).send_batch(claimed)
     db.session.rollback()
     journal = _journal()
-    # Nothing of the group was journaled: all still leased, none counted as sent.
-    assert {d.status for d in journal.values()} == {DeliveryStatus.CLAIMED}
+    # Nothing of the group was journaled: its rows are still leased, none counted as sent; the
+    # rest of the batch went back to the queue untouched.
+    statuses = [journal[i].status for i in sorted(claimed)]
+    expected = [DeliveryStatus.CLAIMED] * GROUP_FIRST + [DeliveryStatus.QUEUED] * (8 - GROUP_FIRST)
+    assert statuses == expected
     # After the lease another worker takes them over and sends them with the same Message-IDs.
     later = NOW + timedelta(seconds=61)
     retaken = claim_batch("other", later, 10, 60)
@@ -433,15 +442,14 @@ def test_each_claim_walks_its_partial_index() -> None:
 def test_groups_are_sized_by_their_pace_within_bounds(app: Flask) -> None:
     sender = Sender("w", app.extensions["mailer.backend"], lambda: NOW)
     assert sender.group_size == GROUP_FIRST
-    sender._resize(20, 0.001)  # very fast: grows, at most fourfold at a time
-    assert sender.group_size == 80
-    for _ in range(5):
-        sender._resize(sender.group_size, 0.001)
+    sender._resize(GROUP_FIRST, 0.001)  # very fast: grows to GROUP_MAX, no further
     assert sender.group_size == GROUP_MAX
-    sender._resize(GROUP_MAX, 5.0)  # slow server: a quarter second's worth
-    assert sender.group_size == int(GROUP_MAX * GROUP_SECONDS / 5.0)
+    sender._resize(GROUP_MAX, 0.25)  # slow server: GROUP_SECONDS' worth
+    assert sender.group_size == int(GROUP_MAX * GROUP_SECONDS / 0.25)
     sender._resize(1, 60.0)
     assert sender.group_size == GROUP_MIN
+    sender._resize(1, 0.001)  # grows at most fourfold at a time
+    assert sender.group_size == 4 * GROUP_MIN
 
 
 def _counted(digest_id: int) -> dict[str, int]:
