@@ -74,6 +74,12 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]
     send_rate = _float(env, "MAILER_SEND_RATE", 0.0)
     if send_rate < 0:
         raise ConfigError("MAILER_SEND_RATE must be 0 (unlimited) or a positive number")
+    trusted_proxies = _int(env, "MAILER_TRUSTED_PROXIES", 0)
+    if trusted_proxies < 0:
+        raise ConfigError(
+            "MAILER_TRUSTED_PROXIES must be 0 (no reverse proxy) or the number of proxies in "
+            f"front of the app, got {trusted_proxies}"
+        )
     return {
         "MAILER_ENV": environment,
         "DEBUG": False,
@@ -90,6 +96,7 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]
         "MAILER_FROM": env.get("MAILER_FROM") or "Documentaries <newsletter@localhost>",
         "MAILER_POSTAL_ADDRESS": env.get("MAILER_POSTAL_ADDRESS", ""),
         "MAILER_SEND_RATE": send_rate,
+        "MAILER_TRUSTED_PROXIES": trusted_proxies,
         "MAILER_SMTP_CONNECTIONS": _int(env, "MAILER_SMTP_CONNECTIONS", 1),
         "MAILER_CONFIRM_MAX_AGE": _int(env, "MAILER_CONFIRM_MAX_AGE", 172800),
         "MAILER_CONFIRM_RESEND_INTERVAL": _int(env, "MAILER_CONFIRM_RESEND_INTERVAL", 600),
