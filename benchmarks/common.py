@@ -315,9 +315,9 @@ def insert_subscribers_sql(count: int, *, vary: bool = False) -> str:
     """One INSERT … SELECT generate_series loading `count` confirmed subscribers (PostgreSQL)."""
     early = "(g % 3 <> 0)" if vary else "true"
     return (
-        "INSERT INTO subscribers (email, status, wants_digest, wants_early_access, nonce, source,"
-        " created_at, confirmed_at)"
+        "INSERT INTO subscribers (email, status, wants_digest, wants_early_access, nonce,"
+        " unsubscribe_key, source, created_at, confirmed_at)"
         f" SELECT 'reader' || g || '@bench.example', 'confirmed', true, {early},"
-        " substr(md5(g::text), 1, 16), 'import', now(), now()"
+        " substr(md5(g::text), 1, 16), substr(md5('u' || g), 1, 16), 'import', now(), now()"
         f" FROM generate_series(1, {int(count)}) AS g"
     )

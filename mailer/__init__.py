@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import Flask
 from limits.errors import ConfigurationError
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import (
     admin,
@@ -40,6 +41,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         instance_path=_instance_path(),
     )
     configure(app, test_config)
+    trust_proxies(app)
     routing.init_app(app)
     register_extensions(app)
     register_features(app)
@@ -66,6 +68,17 @@ def configure(app: Flask, test_config: Mapping[str, Any] | None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+
+
+def trust_proxies(app: Flask) -> None:
+    """Behind MAILER_TRUSTED_PROXIES reverse proxies, take the visitor's address (per-IP limits,
+    consent records), scheme (https: CSRF's referrer check) and host from the X-Forwarded-For,
+    -Proto and -Host those proxies add; with none, the headers are anyone's and are ignored."""
+    hops = int(app.config["MAILER_TRUSTED_PROXIES"])
+    if hops:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops
+        )
 
 
 def register_extensions(app: Flask) -> None:

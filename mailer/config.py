@@ -190,6 +190,7 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]
     )
     _dkim(env)
     send_rate = _float(env, "MAILER_SEND_RATE", 0.0)
+    trusted_proxies = _int(env, "MAILER_TRUSTED_PROXIES", 0)
     return {
         "MAILER_ENV": environment,
         "DEBUG": False,
@@ -206,6 +207,7 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]
         "MAILER_FROM": env.get("MAILER_FROM") or "Documentaries <newsletter@localhost>",
         "MAILER_POSTAL_ADDRESS": env.get("MAILER_POSTAL_ADDRESS", ""),
         "MAILER_SEND_RATE": send_rate,
+        "MAILER_TRUSTED_PROXIES": trusted_proxies,
         "MAILER_SMTP_CONNECTIONS": _int(env, "MAILER_SMTP_CONNECTIONS", 1, least=1),
         "MAILER_CONFIRM_MAX_AGE": _int(env, "MAILER_CONFIRM_MAX_AGE", 172800, least=1),
         "MAILER_CONFIRM_RESEND_INTERVAL": _int(env, "MAILER_CONFIRM_RESEND_INTERVAL", 600),

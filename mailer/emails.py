@@ -50,7 +50,7 @@ from .models import (
     utcnow,
 )
 from .text_rules import line_problem
-from .tokens import Purpose, TokenOwner, link
+from .tokens import EXAMPLE_TOKEN, Purpose, TokenOwner, link
 
 # Long List-Unsubscribe URLs must reach the wire unfolded (see PERFORMANCE.md).
 WIRE_POLICY = SMTP.clone(max_line_length=998)
@@ -265,21 +265,22 @@ class PersonalLinks:
 
 @dataclass(frozen=True)
 class ExampleLinks:
-    """Links that look real but work for nobody: previews and test sends."""
+    """Links that look real but work for nobody: previews and test sends (their unsubscribe
+    link answers 200 and does nothing, so a test's one-click header is no dead end)."""
 
     base_url: str
 
     def unsubscribe(self) -> str:
         """An example unsubscribe link."""
-        return f"{self.base_url}/{Purpose.UNSUBSCRIBE.value}/example-link-for-preview-only"
+        return f"{self.base_url}/{Purpose.UNSUBSCRIBE.value}/{EXAMPLE_TOKEN}"
 
     def preferences(self) -> str:
         """An example preferences link."""
-        return f"{self.base_url}/{Purpose.PREFERENCES.value}/example-link-for-preview-only"
+        return f"{self.base_url}/{Purpose.PREFERENCES.value}/{EXAMPLE_TOKEN}"
 
     def early(self, film_id: int) -> str:
         """An example early-access link."""
-        return f"{self.base_url}/{Purpose.EARLY_ACCESS.value}/example-link-for-preview-only"
+        return f"{self.base_url}/{Purpose.EARLY_ACCESS.value}/{EXAMPLE_TOKEN}"
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import secrets
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,11 @@ else:
     Model = db.Model
 
 EMAIL_MAX = 254  # RFC 5321 path limit less the angle brackets
+
+
+def new_link_key() -> str:
+    """A fresh random value for a subscriber's signed links (a nonce or an unsubscribe key)."""
+    return secrets.token_urlsafe(12)
 
 
 def utcnow() -> datetime:
@@ -162,6 +168,10 @@ class Subscriber(Model):
     wants_early_access: Mapped[bool] = mapped_column(Boolean, default=True)
     # Part of every signed link; replacing it kills all links issued before.
     nonce: Mapped[str] = mapped_column(String(64))
+    # Part of every unsubscribe link instead, and never replaced: an unsubscribe link must work
+    # for the life of its mail, through address changes and comebacks (it can only unsubscribe).
+    # A fresh row gets a fresh key, so a link never reaches a later row that reuses an id.
+    unsubscribe_key: Mapped[str] = mapped_column(String(64), default=new_link_key)
     # An address change waits here until the new address confirms.
     pending_email: Mapped[str | None] = mapped_column(String(EMAIL_MAX))
     source: Mapped[str] = mapped_column(String(100), default="web")

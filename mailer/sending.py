@@ -737,6 +737,7 @@ class Reader:
     wants_digest: bool
     wants_early_access: bool
     nonce: str
+    unsubscribe_key: str
 
 
 # Kinds sent from the pre-rendered bytes of their batch, to plain rows (no model objects).
@@ -797,6 +798,7 @@ def _load_group(jobs: Sequence[Job]) -> _Group:
                     Subscriber.wants_digest,
                     Subscriber.wants_early_access,
                     Subscriber.nonce,
+                    Subscriber.unsubscribe_key,
                 )
                 .where(Subscriber.id.in_(subscriber_ids))
                 # PostgreSQL: an unsubscribe must wait for this group's sends (SQLite: already

@@ -348,7 +348,8 @@ def confirm(subscriber: Subscriber, consent: ConsentContext, now: datetime) -> N
 
 
 def unsubscribe(subscriber: Subscriber, now: datetime, consent: ConsentContext | None) -> None:
-    """Stop all mail at once and kill every link issued so far; repeating changes nothing."""
+    """Stop all mail at once and kill every link issued so far but the unsubscribe links (they
+    can only unsubscribe again); repeating changes nothing."""
     if subscriber.status == SubscriberStatus.UNSUBSCRIBED:
         return
     subscriber.status = SubscriberStatus.UNSUBSCRIBED
@@ -360,11 +361,14 @@ def unsubscribe(subscriber: Subscriber, now: datetime, consent: ConsentContext |
 
 
 def unsubscribe_target(token: str) -> Subscriber | None:
-    """Whom an unsubscribe link stops: the subscriber, or None when it already took effect.
+    """Whom an unsubscribe link stops: its subscriber, whatever happened since the mail went out
+    (an address change, unsubscribing and coming back), or None when nobody is left to stop.
 
-    A genuine link whose nonce is gone (the subscriber unsubscribed, or was purged or erased)
-    needs nothing more: it answers as a success so a repeated one-click POST is harmless. A link
-    of someone who has since subscribed again is stale and raises InvalidToken.
+    The link binds the subscriber's unsubscribe key, which is never replaced, so a genuine link
+    fails the check only when its row is gone: purged or erased (its id perhaps reused by a new
+    row), or the link predates the key. That answers as a success with nothing done, so a
+    repeated one-click POST is harmless; but a confirmed subscriber now holding the id must
+    neither be unsubscribed nor see a false success, so that raises InvalidToken.
     """
     try:
         subscriber, _ = subscriber_for(Purpose.UNSUBSCRIBE, token)
@@ -415,7 +419,8 @@ def request_address_change(
 
 
 def confirm_address_change(subscriber: Subscriber, consent: ConsentContext, now: datetime) -> str:
-    """Switch to the confirmed new address, tell the old one, kill old links; return the new one."""
+    """Switch to the confirmed new address, tell the old one, kill old links (but not unsubscribe
+    links); return the new one."""
     new = subscriber.pending_email
     if new is None:
         raise AddressUnavailable("There is no address change waiting to be confirmed.")

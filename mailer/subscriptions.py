@@ -54,7 +54,14 @@ from .subscribers import (
     unsubscribe_target,
     update_preferences,
 )
-from .tokens import ExpiredToken, InvalidToken, Purpose, make_token, subscriber_for
+from .tokens import (
+    EXAMPLE_TOKEN,
+    ExpiredToken,
+    InvalidToken,
+    Purpose,
+    make_token,
+    subscriber_for,
+)
 
 bp = Blueprint("subscriptions", __name__)
 
@@ -276,9 +283,22 @@ def resend(token: str) -> tuple[str, int] | str:
     )
 
 
+def _example_unsubscribe() -> str:
+    """The answer to the unsubscribe link of a preview or a test send: a success that does
+    nothing, so the test's one-click header works like the real one."""
+    return render_template(
+        "subscriptions/message.html",
+        title="This is an example link",
+        message="This link comes from a preview or a test send, so it unsubscribes nobody and "
+        "nothing was changed. Every subscriber's e-mail carries a link of their own.",
+    )
+
+
 @bp.get("/unsubscribe/<token>")
 def unsubscribe_page(token: str) -> tuple[str, int] | str:
     """A page with a button; opening the link changes nothing."""
+    if token == EXAMPLE_TOKEN:
+        return _example_unsubscribe()
     try:
         unsubscribe_target(token)
     except InvalidToken:
@@ -296,6 +316,8 @@ def unsubscribe_page(token: str) -> tuple[str, int] | str:
 @csrf.exempt  # RFC 8058: mail providers post with no cookies and no form token
 def unsubscribe_post(token: str) -> tuple[str, int] | str:
     """Unsubscribe at once (the button, or a one-click POST); 200, no redirect, repeatable."""
+    if token == EXAMPLE_TOKEN:
+        return _example_unsubscribe()
     try:
         subscriber = unsubscribe_target(token)
     except InvalidToken:

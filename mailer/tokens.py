@@ -1,4 +1,5 @@
-"""Signed links: one salt per purpose, a subscriber's id and nonce inside, key rotation."""
+"""Signed links: one salt per purpose, a subscriber's id and nonce (or unsubscribe key) inside,
+key rotation."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
 from .extensions import db
-from .models import Subscriber
+from .models import Subscriber, new_link_key
 from .routing import MAX_ID
 
 
@@ -26,7 +27,7 @@ class Purpose(enum.StrEnum):
     ADDRESS = "address"  # confirming a new address after an address change
 
 
-# Unsubscribe links keep working as long as the subscriber's nonce does; preferences links a year.
+# Unsubscribe links keep working as long as their subscriber exists; preferences links a year.
 # Confirmation links live MAILER_CONFIRM_MAX_AGE; early-access links end at the film's release,
 # which the early-access view checks against the film itself.
 MAX_AGE: dict[Purpose, int | None] = {
@@ -50,7 +51,8 @@ class ExpiredToken(InvalidToken):
 
 @dataclass(frozen=True)
 class TokenClaims:
-    """What a link says: whose it is, the nonce it was made with, and the film if any."""
+    """What a link says: whose it is, the nonce (or unsubscribe key) it was made with, and the
+    film if any."""
 
     subscriber_id: int
     nonce: str
@@ -58,7 +60,8 @@ class TokenClaims:
 
 
 class TokenOwner(Protocol):
-    """What a token is made from: a subscriber's id and nonce (a row or a model object)."""
+    """What a token is made from: a subscriber's id, nonce and unsubscribe key (a row or a model
+    object)."""
 
     @property
     def id(self) -> int: ...
@@ -66,10 +69,23 @@ class TokenOwner(Protocol):
     @property
     def nonce(self) -> str: ...
 
+    @property
+    def unsubscribe_key(self) -> str: ...
+
+
+# The token of the unsubscribe link in previews and test sends: it answers, and acts on nobody.
+EXAMPLE_TOKEN = "example-link-for-preview-only"
+
 
 def new_nonce() -> str:
     """A fresh per-subscriber nonce."""
-    return secrets.token_urlsafe(12)
+    return new_link_key()
+
+
+def _secret_of(purpose: Purpose, subscriber: TokenOwner) -> str:
+    """What a link of this purpose binds besides the id: the nonce, which address changes and
+    unsubscribing replace (killing the links), or for unsubscribe links the key that stays."""
+    return subscriber.unsubscribe_key if purpose is Purpose.UNSUBSCRIBE else subscriber.nonce
 
 
 def _keys() -> tuple[str, ...]:
@@ -96,7 +112,7 @@ def _signing(
 
 def make_token(purpose: Purpose, subscriber: TokenOwner, film_id: int | None = None) -> str:
     """A signed, opaque token for ``subscriber`` (never containing the address)."""
-    payload: list[int | str] = [subscriber.id, subscriber.nonce]
+    payload: list[int | str] = [subscriber.id, _secret_of(purpose, subscriber)]
     if film_id is not None:
         payload.append(film_id)
     # What serializer.dumps() does, with the signer made once.
@@ -143,10 +159,13 @@ def read_token(purpose: Purpose, token: str) -> TokenClaims:
 
 
 def subscriber_for(purpose: Purpose, token: str) -> tuple[Subscriber, TokenClaims]:
-    """The subscriber a token belongs to, if its nonce is still current; else InvalidToken."""
+    """The subscriber a token belongs to, if its nonce (or unsubscribe key) is still current;
+    else InvalidToken."""
     claims = read_token(purpose, token)
     subscriber = db.session.get(Subscriber, claims.subscriber_id)
-    if subscriber is None or not secrets.compare_digest(subscriber.nonce, claims.nonce):
+    if subscriber is None or not secrets.compare_digest(
+        _secret_of(purpose, subscriber), claims.nonce
+    ):
         raise InvalidToken("link no longer applies")
     return subscriber, claims
 

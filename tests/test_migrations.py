@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import create_engine, inspect, make_url, text
 
+from mailer import create_app
 from mailer.extensions import db
+from tests.conftest import TEST_SECRET
 
 
 @pytest.fixture
@@ -110,3 +113,43 @@ def test_delivery_indexes_migrate_down_and_up_with_rows_kept(
         names = {index["name"] for index in inspect(conn).get_indexes("deliveries")}
     engine.dispose()
     assert {"ix_deliveries_due_digest", "ix_deliveries_due_mail", "ix_deliveries_leased"} <= names
+
+
+def test_unsubscribe_links_sent_before_the_unsubscribe_key_keep_working(
+    empty_database_url: str, mailer_db: DbCommand, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """e1c7a9d4f2b6 starts each key as the row's nonce, which the links of the time carried."""
+    mailer_db("upgrade", "9e6a2f4c8b15")
+    engine = create_engine(empty_database_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO subscribers (email, status, wants_digest, wants_early_access, nonce,"
+                " source, created_at) VALUES ('old@example.org', 'confirmed', true, true,"
+                " 'nonce-of-the-time', 'web', :t)"
+            ),
+            {"t": "2026-11-25 09:00:00"},
+        )
+    mailer_db("upgrade")
+    mailer_db("check")
+    with engine.connect() as conn:
+        key = conn.execute(text("SELECT unsubscribe_key FROM subscribers")).scalar()
+    assert key == "nonce-of-the-time"
+    # A link exactly as the earlier code signed it: the id and the nonce.
+    sent = URLSafeTimedSerializer(TEST_SECRET, salt="mailer.unsubscribe").dumps(
+        [1, "nonce-of-the-time"]
+    )
+    monkeypatch.setenv("MAILER_DATABASE_URL", empty_database_url)
+    app = create_app({"TESTING": True})
+    response = app.test_client().post(
+        f"/unsubscribe/{sent}", data={"List-Unsubscribe": "One-Click"}
+    )
+    assert response.status_code == 200
+    with app.app_context():
+        db.engine.dispose()
+    with engine.connect() as conn:
+        status = conn.execute(text("SELECT status FROM subscribers")).scalar()
+    assert status == "unsubscribed"
+    mailer_db("downgrade", "9e6a2f4c8b15")
+    mailer_db("upgrade")
+    engine.dispose()
