@@ -12,7 +12,7 @@ from flask import Flask
 
 from mailer.backends import Message
 from mailer.models import DeliveryKind, utcnow
-from tests.test_emails import World, render, world  # noqa: F401  (the fixture)
+from tests.factories import World, render
 
 # Rules that would mean the message itself is malformed, not merely promotional.
 STRUCTURAL = re.compile(
@@ -64,7 +64,7 @@ def scores(program: str, messages: list[Message]) -> list[tuple[float, list[str]
     return [found[message.message_id] for message in messages]
 
 
-def test_spamassassin_scores_every_kind_below_one(app: Flask, world: World) -> None:  # noqa: F811
+def test_spamassassin_scores_every_kind_below_one(app: Flask, world: World) -> None:
     program = spamassassin()
     kinds = list(DeliveryKind)
     messages = [render(kind, world, now=utcnow()) for kind in kinds]
