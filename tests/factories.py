@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import time_machine
 from sqlalchemy import insert, make_url, select
 
 from mailer.backends import Message
@@ -42,6 +43,13 @@ MAILER = str(Path(sys.executable).with_name("mailer"))
 def is_postgres(url: str) -> bool:
     """Whether the suite runs on PostgreSQL."""
     return make_url(url).get_backend_name() == "postgresql"
+
+
+def machine_now() -> datetime:
+    """The machine's own clock, even under `pytest --clock-offset`: what programs that are not
+    Python (SpamAssassin, Chromium, the database servers) read."""
+    hatch = time_machine.escape_hatch
+    return hatch.datetime.datetime.now(UTC) if hatch.is_travelling() else datetime.now(UTC)
 
 
 # --- rows ---------------------------------------------------------------------------------------

@@ -9,18 +9,12 @@ import time
 from datetime import timedelta
 
 import pytest
-import time_machine
 
 from tests.conftest import CLOCK_DIRECTORY, clock_offset
+from tests.factories import machine_now
 
 # Prints the child's wall clock after a timed wait that must not last the offset.
 CHILD = "import threading, time; threading.Event().wait(0.2); print(time.time())"
-
-
-def real_time() -> float:
-    """The machine's own clock, wherever this process travelled to."""
-    hatch = time_machine.escape_hatch
-    return hatch.time.time() if hatch.is_travelling() else time.time()
 
 
 def child_time(env: dict[str, str]) -> float:
@@ -45,14 +39,14 @@ def test_this_run_and_its_processes_read_the_clock_it_was_given(
     pytestconfig: pytest.Config,
 ) -> None:
     offset = pytestconfig.getoption("clock_offset").total_seconds()
-    assert abs(time.time() - (real_time() + offset)) < 5
+    assert abs(time.time() - (machine_now().timestamp() + offset)) < 5
     started = time.monotonic()
-    assert abs(child_time(dict(os.environ)) - (real_time() + offset)) < 10
+    assert abs(child_time(dict(os.environ)) - (machine_now().timestamp() + offset)) < 10
     assert time.monotonic() - started < 20, "a timed wait in the child lasted the offset"
 
 
 def test_a_child_started_with_the_clock_variable_travels_and_still_waits_normally() -> None:
     env = {**os.environ, "TEST_CLOCK_OFFSET": str(86400 * 365), "PYTHONPATH": str(CLOCK_DIRECTORY)}
     started = time.monotonic()
-    assert abs(child_time(env) - (real_time() + 86400 * 365)) < 10
+    assert abs(child_time(env) - (machine_now().timestamp() + 86400 * 365)) < 10
     assert time.monotonic() - started < 20
