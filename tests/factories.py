@@ -46,8 +46,7 @@ def is_postgres(url: str) -> bool:
 
 
 def machine_now() -> datetime:
-    """The machine's own clock, even under `pytest --clock-offset`: what programs that are not
-    Python (SpamAssassin, Chromium, the database servers) read."""
+    """The machine's clock even under --clock-offset: what SpamAssassin or a database reads."""
     hatch = time_machine.escape_hatch
     return hatch.datetime.datetime.now(UTC) if hatch.is_travelling() else datetime.now(UTC)
 
