@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-sqlite test-postgres lint bench bench-quick screenshots clean
+.PHONY: run test test-clock-ahead test-sqlite test-postgres lint bench bench-quick screenshots clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,8 +20,14 @@ AXE := tests/browser/node_modules/axe-core/axe.min.js
 $(AXE): tests/browser/package-lock.json
 	-npm ci --prefix tests/browser --no-audit --no-fund
 
+# Pytest arguments go in ARGS, e.g. `make test ARGS="-x tests/test_sending.py"`.
 test: $(STAMP) $(AXE)
-	./scripts/test.sh
+	./scripts/test.sh $(ARGS)
+
+# The suite again with the wall clock of the tests and of every process they start a year
+# ahead (`pytest --clock-offset`, see tests/conftest.py): no test may depend on today's date.
+test-clock-ahead: $(STAMP) $(AXE)
+	./scripts/test.sh --clock-offset=365d $(ARGS)
 
 screenshots: $(STAMP)
 	$(BIN)/python scripts/screenshots.py

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import time_machine
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from flask_migrate import upgrade
@@ -15,8 +18,51 @@ from sqlalchemy import create_engine, text
 
 from mailer import create_app
 from mailer.extensions import db
+from tests.factories import Workers, World, add_world, is_postgres
+from tests.smtp_server import ScriptedSMTPServer
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
+
+# --- The clock: `pytest --clock-offset=365d` runs the suite a year ahead -----------------------
+CLOCK_DIRECTORY = Path(__file__).resolve().parent / "clock"
+OFFSET_UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+
+
+def clock_offset(value: str) -> timedelta:
+    """A signed offset such as 365d, -12h, 90m or 30s (a bare number is seconds)."""
+    match = re.fullmatch(r"([+-]?\d+)([dhms]?)", value.strip())
+    if match is None:
+        raise ValueError(f"not an offset like 365d, 12h, 90m or 30s: {value!r}")
+    number, unit = match.groups()
+    return timedelta(**{OFFSET_UNITS[unit or "s"]: int(number)})
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--clock-offset",
+        type=clock_offset,
+        default=timedelta(0),
+        metavar="OFFSET",
+        help="move the wall clock of the tests and of every process they start, e.g. 365d",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Move the clock of this process, and through tests/clock/sitecustomize.py its children's."""
+    offset: timedelta = config.getoption("clock_offset")
+    if not offset:
+        return
+    os.environ["TEST_CLOCK_OFFSET"] = str(offset.total_seconds())
+    path = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(CLOCK_DIRECTORY), *([path] if path else [])])
+    travel = time_machine.travel(time.time() + offset.total_seconds(), tick=True)
+    travel.start()
+    config.add_cleanup(travel.stop)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    offset: timedelta = config.getoption("clock_offset")
+    return f"clock moved by {offset} (tests and the processes they start)" if offset else None
 
 
 @pytest.fixture(scope="session")
@@ -140,3 +186,43 @@ def admin_client(app: Flask, client: FlaskClient) -> FlaskClient:
     response = sign_in(client)
     assert response.status_code == 302, response.get_data(as_text=True)
     return client
+
+
+# --- Shared fixtures around tests/factories.py ------------------------------------------------
+@pytest.fixture
+def smtp_server() -> Iterator[ScriptedSMTPServer]:
+    """A real SMTP server on 127.0.0.1 whose replies the test scripts."""
+    server = ScriptedSMTPServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def workers(
+    app: Flask, test_env: dict[str, str], smtp_server: ScriptedSMTPServer, tmp_path: Path
+) -> Iterator[Workers]:
+    """Worker processes on this test's database and SMTP server, with short engine timings."""
+    env = {
+        **test_env,
+        "MAILER_MAIL_URL": smtp_server.url,
+        "MAILER_RETRY_DELAY": "0.3",
+        "MAILER_LEASE_SECONDS": "5",
+        "MAILER_SEND_BATCH": "50",
+    }
+    group = Workers(env, tmp_path)
+    yield group
+    group.stop_all()
+
+
+@pytest.fixture
+def postgres_only(migrated: str) -> None:
+    """Several workers need a database that several processes can write at once."""
+    if not is_postgres(migrated):
+        pytest.skip("several worker processes at once: PostgreSQL run only")
+
+
+@pytest.fixture
+def world(app: Flask) -> Iterator[World]:
+    """The e-mail World (see tests/factories.py), inside an app context."""
+    with app.app_context():
+        yield add_world()

@@ -21,6 +21,7 @@ from mailer.models import (
     Subscriber,
     Suppression,
 )
+from tests.factories import assert_error
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -32,17 +33,6 @@ def auth(app) -> dict[str, str]:
         _, plaintext = create_api_token("tests", NOW)
         db.session.commit()
     return {"Authorization": f"Bearer {plaintext}"}
-
-
-def assert_error(response, status: int, code: str) -> dict:
-    """The response is the API's JSON error with this status and code; returns the body."""
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/json"
-    body = response.get_json()
-    assert body["status"] == status and body["code"] == code
-    assert isinstance(body["message"], str) and body["message"]
-    assert set(body) <= {"status", "code", "message", "errors"}
-    return body
 
 
 def add_film(app, **fields) -> int:

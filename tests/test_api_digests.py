@@ -23,7 +23,7 @@ from mailer.models import (
     SubscriberStatus,
     utcnow,
 )
-from tests.test_api import assert_error
+from tests.factories import assert_error
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

@@ -22,7 +22,7 @@ from mailer.models import (
     SuppressionReason,
 )
 from mailer.subscribers import email_hash, suppress
-from tests.test_api import assert_error
+from tests.factories import assert_error
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 CONSENT = "Yes, send me the monthly digest and early-access invitations."

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
@@ -22,10 +22,11 @@ from mailer.sending import enqueue_early_access_alerts, suppress
 from mailer.tokens import Purpose, make_token, new_nonce
 from tests.conftest import admin_csrf
 
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
-def add_film(slug: str, *, opens_in: timedelta, release_in: timedelta) -> int:
-    """A film whose early access opens ``opens_in`` from now."""
-    now = utcnow()
+
+def add_film(slug: str, *, now: datetime, opens_in: timedelta, release_in: timedelta) -> int:
+    """A film whose early access opens ``opens_in`` after ``now``."""
     film = Film(
         slug=slug,
         title=slug.replace("-", " ").title(),
@@ -38,7 +39,7 @@ def add_film(slug: str, *, opens_in: timedelta, release_in: timedelta) -> int:
     return film.id
 
 
-def add_readers() -> dict[str, int]:
+def add_readers(now: datetime) -> dict[str, int]:
     """Subscribers of every kind; only ``topic`` and ``topic2`` may be alerted."""
     shapes = {
         "topic": (SubscriberStatus.CONFIRMED, True),
@@ -55,7 +56,7 @@ def add_readers() -> dict[str, int]:
         for name, (status, topic) in shapes.items()
     }
     db.session.add_all(readers.values())
-    suppress("suppressed@example.org", SuppressionReason.HARD_BOUNCE, utcnow())
+    suppress("suppressed@example.org", SuppressionReason.HARD_BOUNCE, now)
     db.session.commit()
     return {name: reader.id for name, reader in readers.items()}
 
@@ -70,17 +71,19 @@ def alerted(film_id: int) -> list[int]:
 
 def test_send_alerts_now_reaches_each_eligible_subscriber_once(app) -> None:
     with app.app_context():
-        film_id = add_film("open-film", opens_in=-timedelta(minutes=5), release_in=timedelta(7))
-        readers = add_readers()
+        film_id = add_film(
+            "open-film", now=NOW, opens_in=-timedelta(minutes=5), release_in=timedelta(7)
+        )
+        readers = add_readers(NOW)
         film = db.session.get(Film, film_id)
         assert film is not None
-        assert send_alerts_now(film, utcnow()) == 2
+        assert send_alerts_now(film, NOW) == 2
         db.session.commit()
         assert film.early_access_alerted_at is not None
         assert alerted(film_id) == sorted([readers["topic"], readers["topic2"]])
         # Pressing again, and the worker's own pass, add nobody.
-        assert send_alerts_now(film, utcnow()) == 0
-        assert enqueue_early_access_alerts(utcnow()) == 0
+        assert send_alerts_now(film, NOW) == 0
+        assert enqueue_early_access_alerts(NOW) == 0
         db.session.commit()
         assert alerted(film_id) == sorted([readers["topic"], readers["topic2"]])
         assert alert_counts(film_id) == {"queued": 2}
@@ -88,11 +91,13 @@ def test_send_alerts_now_reaches_each_eligible_subscriber_once(app) -> None:
 
 def test_a_late_joiner_is_added_by_a_second_press(app) -> None:
     with app.app_context():
-        film_id = add_film("open-film", opens_in=-timedelta(minutes=5), release_in=timedelta(7))
-        readers = add_readers()
+        film_id = add_film(
+            "open-film", now=NOW, opens_in=-timedelta(minutes=5), release_in=timedelta(7)
+        )
+        readers = add_readers(NOW)
         film = db.session.get(Film, film_id)
         assert film is not None
-        send_alerts_now(film, utcnow())
+        send_alerts_now(film, NOW)
         db.session.commit()
         late = Subscriber(
             email="late@example.org",
@@ -102,21 +107,25 @@ def test_a_late_joiner_is_added_by_a_second_press(app) -> None:
         )
         db.session.add(late)
         db.session.commit()
-        assert send_alerts_now(film, utcnow()) == 1
+        assert send_alerts_now(film, NOW) == 1
         db.session.commit()
         assert alerted(film_id) == sorted([readers["topic"], readers["topic2"], late.id])
 
 
 def test_no_alerts_outside_the_window(app) -> None:
     with app.app_context():
-        soon = add_film("soon-film", opens_in=timedelta(days=1), release_in=timedelta(days=7))
-        out = add_film("out-film", opens_in=-timedelta(days=9), release_in=-timedelta(days=1))
-        add_readers()
+        soon = add_film(
+            "soon-film", now=NOW, opens_in=timedelta(days=1), release_in=timedelta(days=7)
+        )
+        out = add_film(
+            "out-film", now=NOW, opens_in=-timedelta(days=9), release_in=-timedelta(days=1)
+        )
+        add_readers(NOW)
         for film_id in (soon, out):
             film = db.session.get(Film, film_id)
             assert film is not None
             try:
-                send_alerts_now(film, utcnow())
+                send_alerts_now(film, NOW)
             except AlertsNotOpen as error:
                 assert film.title in str(error)
             else:
@@ -134,9 +143,13 @@ def test_admin_page_needs_sign_in(client) -> None:
 
 def test_admin_sends_alerts_and_sees_counts_and_opens(app, admin_client) -> None:
     with app.app_context():
-        film_id = add_film("open-film", opens_in=-timedelta(minutes=5), release_in=timedelta(7))
-        later_id = add_film("later-film", opens_in=timedelta(days=2), release_in=timedelta(9))
-        readers = add_readers()
+        film_id = add_film(
+            "open-film", now=utcnow(), opens_in=-timedelta(minutes=5), release_in=timedelta(7)
+        )
+        later_id = add_film(
+            "later-film", now=utcnow(), opens_in=timedelta(days=2), release_in=timedelta(9)
+        )
+        readers = add_readers(utcnow())
         reader = db.session.get(Subscriber, readers["topic"])
         assert reader is not None
         token = make_token(Purpose.EARLY_ACCESS, reader, film_id=film_id)

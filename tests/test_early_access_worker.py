@@ -1,13 +1,10 @@
 """Early-access alerts sent by real worker processes: once per subscriber, crash or not."""
 
-# The engine's worker fixtures are imported by name, which pyflakes reads as redefinitions.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import re
 import signal
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from flask import Flask
@@ -15,26 +12,16 @@ from sqlalchemy import func, select
 
 from mailer.extensions import db
 from mailer.models import Delivery, DeliveryKind, DeliveryStatus, Film, SubscriberStatus, utcnow
+from tests.factories import Workers, add_subscribers, by_recipient, emails_of, wait_until
 from tests.smtp_server import ScriptedSMTPServer
-from tests.test_worker import (  # noqa: F401  (fixtures used by name)
-    Workers,
-    add_subscribers,
-    by_recipient,
-    emails_of,
-    postgres_only,
-    smtp_server,
-    wait_until,
-    workers,
-)
 
 TITLE = "The Unreleased"
 SUBJECT = f"Early access: {TITLE}"
 WATCH = "https://watch.example.org/the-unreleased"
 
 
-def open_film() -> int:
-    """A film whose early access opened a minute ago, released to everyone in ten days."""
-    now = utcnow()
+def open_film(now: datetime) -> int:
+    """A film whose early access opened a minute before ``now``, released ten days after."""
     film = Film(
         slug="the-unreleased",
         title=TITLE,
@@ -47,12 +34,13 @@ def open_film() -> int:
     return film.id
 
 
-def add_audience(eligible: int) -> set[str]:
+def add_audience(eligible: int, now: datetime) -> set[str]:
     """``eligible`` subscribers to alert, and some who must not be; the eligible addresses."""
-    everyone = emails_of(add_subscribers(eligible))
-    add_subscribers(30, prefix="notopic", wants_early_access=False)
-    add_subscribers(20, prefix="pending", status=SubscriberStatus.PENDING, confirmed_at=None)
-    add_subscribers(10, prefix="gone", status=SubscriberStatus.UNSUBSCRIBED)
+    everyone = emails_of(add_subscribers(eligible, now=now))
+    add_subscribers(30, now=now, prefix="notopic", wants_early_access=False)
+    pending = {"status": SubscriberStatus.PENDING, "confirmed_at": None}
+    add_subscribers(20, now=now, prefix="pending", **pending)
+    add_subscribers(10, now=now, prefix="gone", status=SubscriberStatus.UNSUBSCRIBED)
     return everyone
 
 
@@ -76,8 +64,8 @@ def test_worker_killed_mid_way_then_restarted_alerts_everyone_once(
     app: Flask, workers: Workers, smtp_server: ScriptedSMTPServer
 ) -> None:
     with app.app_context():
-        film_id = open_film()
-        everyone = add_audience(1200)
+        film_id = open_film(utcnow())
+        everyone = add_audience(1200, utcnow())
     first = workers.start("worker")
     smtp_server.wait_for(200, timeout=120)
     first.send_signal(signal.SIGKILL)
@@ -103,8 +91,8 @@ def test_two_workers_alert_each_subscriber_exactly_once(
     app: Flask, workers: Workers, smtp_server: ScriptedSMTPServer
 ) -> None:
     with app.app_context():
-        everyone = add_audience(500)
-        film_id = open_film()
+        everyone = add_audience(500, utcnow())
+        film_id = open_film(utcnow())
     # Both start together, so both try to queue the alerts and both send.
     for _ in range(2):
         workers.start("worker", MAILER_SMTP_CONNECTIONS="2")
@@ -119,8 +107,8 @@ def test_the_alert_link_opens_the_film_in_that_browser_only(
     app: Flask, workers: Workers, smtp_server: ScriptedSMTPServer
 ) -> None:
     with app.app_context():
-        open_film()
-        add_audience(3)
+        open_film(utcnow())
+        add_audience(3, utcnow())
     workers.start("deliver")
     smtp_server.wait_for(3, timeout=60)
     message = smtp_server.received[0].message

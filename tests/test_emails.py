@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.utils import format_datetime
 
 import pytest
+import time_machine
 from flask import Flask
-from freezegun import freeze_time
 
-from mailer.backends import Message
 from mailer.emails import (
     PersonalLinks,
     RenderCache,
@@ -30,114 +27,15 @@ from mailer.emails import (
 )
 from mailer.extensions import db
 from mailer.models import (
-    Delivery,
     DeliveryKind,
-    Digest,
-    DigestFilm,
-    Film,
     Subscriber,
-    SubscriberStatus,
 )
 from mailer.tokens import InvalidToken, Purpose, read_token
+from tests.factories import TO_ADDRESS_KINDS, WORLD_NOW, World, delivery_for, render
 
-NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+NOW = WORLD_NOW
 POSTAL = "Documentaries Ltd, 1 Film Street, London N1 1AA"
 NEWSLETTERS = {DeliveryKind.DIGEST, DeliveryKind.EARLY_ACCESS, DeliveryKind.TEST}
-TO_ADDRESS_KINDS = {
-    DeliveryKind.TEST: "editor@example.org",
-    DeliveryKind.ADDRESS_CONFIRMATION: "new-home@example.org",
-    DeliveryKind.ADDRESS_CHANGED: "old-home@example.org",
-}
-
-
-@dataclass
-class World:
-    """A small catalogue, three kinds of subscriber and a digest featuring every kind of film."""
-
-    public: Film
-    early: Film
-    soon: Film
-    fan: Subscriber  # confirmed, wants early access
-    plain: Subscriber  # confirmed, no early access
-    pending: Subscriber
-    digest: Digest
-
-
-@pytest.fixture
-def world(app: Flask) -> Iterator[World]:
-    with app.app_context():
-        public = Film(
-            slug="a-state-of-mind",
-            title="A State of Mind",
-            year=2004,
-            director="Daniel Gordon",
-            description="Two young gymnasts train for the Mass Games.",
-            watch_url="https://watch.example.org/a-state-of-mind",
-        )
-        early = Film(
-            slug="early-film",
-            title="The Early Film",
-            release_date=date(2027, 1, 15),
-            early_access_at=NOW - timedelta(days=1),
-            watch_url="https://watch.example.org/secret-early",
-        )
-        soon = Film(
-            slug="soon-film",
-            title="The Coming Film",
-            release_date=date(2027, 3, 1),
-            watch_url="https://watch.example.org/secret-soon",
-        )
-        fan = Subscriber(email="fan@example.org", status=SubscriberStatus.CONFIRMED, nonce="n-fan")
-        plain = Subscriber(
-            email="plain@example.org",
-            status=SubscriberStatus.CONFIRMED,
-            nonce="n-plain",
-            wants_early_access=False,
-        )
-        pending = Subscriber(email="pending@example.org", nonce="n-pending")
-        digest = Digest(
-            subject="Three films this week",
-            preheader="New on the site",
-            intro_markdown="Hello **readers**, here is [our site](https://example.org/about).",
-        )
-        db.session.add_all([public, early, soon, fan, plain, pending, digest])
-        db.session.flush()
-        for position, film in enumerate([public, early, soon]):
-            db.session.add(
-                DigestFilm(
-                    digest_id=digest.id, film_id=film.id, position=position, note="Worth *seeing*."
-                )
-            )
-        db.session.commit()
-        yield World(public, early, soon, fan, plain, pending, digest)
-
-
-def delivery_for(
-    kind: DeliveryKind, world: World, subscriber: Subscriber | None = None
-) -> Delivery:
-    """A journal row of one kind, as the engine would have queued it."""
-    reader = subscriber or world.fan
-    row = Delivery(
-        kind=kind,
-        subscriber_id=None if kind == DeliveryKind.TEST else reader.id,
-        digest_id=world.digest.id if kind in (DeliveryKind.DIGEST, DeliveryKind.TEST) else None,
-        film_id=world.early.id if kind == DeliveryKind.EARLY_ACCESS else None,
-        to_address=TO_ADDRESS_KINDS.get(kind),
-        next_attempt_at=NOW,
-        created_at=NOW,
-    )
-    db.session.add(row)
-    db.session.flush()
-    return row
-
-
-def render(
-    kind: DeliveryKind, world: World, subscriber: Subscriber | None = None, now: datetime = NOW
-) -> Message:
-    """Render one message of a kind."""
-    reader = subscriber or world.fan
-    row = delivery_for(kind, world, reader)
-    return render_delivery(row, None if kind == DeliveryKind.TEST else reader, RenderCache(), now)
 
 
 def parse(data: bytes) -> EmailMessage:
@@ -313,7 +211,7 @@ def test_digest_gates_early_access_per_reader(app: Flask, world: World) -> None:
 
 def test_fast_path_is_the_slow_path(app: Flask, world: World) -> None:
     # Signed links carry a timestamp: freeze the clock so both paths sign the same.
-    with freeze_time(NOW):
+    with time_machine.travel(NOW, tick=False):
         _compare_fast_and_slow(world)
 
 

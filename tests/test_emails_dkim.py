@@ -13,10 +13,10 @@ from flask import Flask
 
 from mailer.emails import DKIM_HEADERS
 from mailer.models import DeliveryKind
-from tests.test_emails import World, render, world  # noqa: F401  (the fixture)
+from tests.factories import World, render
 
 
-def test_signature_verifies(app: Flask, world: World, tmp_path: Path) -> None:  # noqa: F811
+def test_signature_verifies(app: Flask, world: World, tmp_path: Path) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     key_file = tmp_path / "dkim.pem"
     key_file.write_bytes(
@@ -56,5 +56,5 @@ def test_signature_verifies(app: Flask, world: World, tmp_path: Path) -> None:  
     assert asked
 
 
-def test_no_signature_unless_configured(app: Flask, world: World) -> None:  # noqa: F811
+def test_no_signature_unless_configured(app: Flask, world: World) -> None:
     assert not render(DeliveryKind.DIGEST, world).data.startswith(b"DKIM-Signature:")

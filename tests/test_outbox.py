@@ -11,12 +11,12 @@ from flask import Flask
 from mailer.backends import backend_from_url
 from mailer.models import DeliveryKind
 from mailer.outbox import OutboxNotFound, list_outbox, outbox_directory, read_outbox_message
-from tests.test_emails import World, render, world  # noqa: F401  (the fixture)
+from tests.factories import World, render
 
 
 def test_lists_newest_first_and_reads_back(
     app: Flask,
-    world: World,  # noqa: F811
+    world: World,
     tmp_path: Path,
 ) -> None:
     outbox = tmp_path / "outbox"

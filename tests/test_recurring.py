@@ -11,10 +11,10 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from mailer.extensions import db
-from mailer.models import Digest, DigestFilm, DigestStatus, Film
+from mailer.models import Digest, DigestFilm, DigestStatus, Film, utcnow
 from mailer.scheduler import compose_recurring_digest, latest_slot, recurring_trigger
+from tests.factories import Workers, wait_until
 from tests.smtp_server import ScriptedSMTPServer
-from tests.test_worker import Workers, wait_until
 
 SLOT = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -83,18 +83,11 @@ def test_two_workers_composing_the_same_slot_at_once_make_one_digest(app: Flask)
         assert db.session.scalar(select(func.count()).select_from(Digest)) == 1
 
 
-@pytest.fixture
-def smtp_server():
-    server = ScriptedSMTPServer().start()
-    yield server
-    server.stop()
-
-
 def test_two_worker_processes_firing_the_same_slot_compose_one_digest(
     app: Flask, test_env: dict[str, str], smtp_server: ScriptedSMTPServer, tmp_path
 ) -> None:
     with app.app_context():
-        films = [add_film(f"film-{i}", datetime.now(UTC) - timedelta(hours=i)) for i in range(3)]
+        films = [add_film(f"film-{i}", utcnow() - timedelta(hours=i)) for i in range(3)]
         film_ids = {film.id for film in films}
     env = {**test_env, "MAILER_MAIL_URL": smtp_server.url}
     workers = Workers(env, tmp_path)

@@ -52,8 +52,8 @@ from mailer.sending import (
     start_due_digests,
     suppress,
 )
+from tests.factories import add_digest, add_subscribers
 from tests.smtp_server import ScriptedSMTPServer
-from tests.test_worker import add_digest, add_subscribers
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
@@ -84,13 +84,13 @@ def test_email_hash_is_the_same_in_python_and_in_the_database() -> None:
 
 @pytest.mark.usefixtures("ctx")
 def test_enqueue_digest_picks_eligible_subscribers_once() -> None:
-    eligible = set(add_subscribers(5))
-    add_subscribers(2, prefix="pending", status=SubscriberStatus.PENDING)
-    add_subscribers(2, prefix="gone", status=SubscriberStatus.UNSUBSCRIBED)
-    add_subscribers(2, prefix="nodigest", wants_digest=False)
-    (bounced,) = add_subscribers(1, prefix="bounced")
+    eligible = set(add_subscribers(5, now=NOW))
+    add_subscribers(2, now=NOW, prefix="pending", status=SubscriberStatus.PENDING)
+    add_subscribers(2, now=NOW, prefix="gone", status=SubscriberStatus.UNSUBSCRIBED)
+    add_subscribers(2, now=NOW, prefix="nodigest", wants_digest=False)
+    (bounced,) = add_subscribers(1, now=NOW, prefix="bounced")
     suppress("  BOUNCED00000@example.org", SuppressionReason.HARD_BOUNCE, NOW)
-    digest_id = add_digest("Eligible", status=DigestStatus.SENDING)
+    digest_id = add_digest("Eligible", now=NOW, status=DigestStatus.SENDING)
     assert enqueue_digest(digest_id, NOW) == 5
     assert enqueue_digest(digest_id, NOW) == 0
     db.session.commit()
@@ -104,8 +104,8 @@ def test_enqueue_digest_picks_eligible_subscribers_once() -> None:
 
 @pytest.mark.usefixtures("ctx")
 def test_early_access_alerts_go_once_per_film_to_those_who_want_them() -> None:
-    add_subscribers(3)
-    add_subscribers(2, prefix="noalerts", wants_early_access=False)
+    add_subscribers(3, now=NOW)
+    add_subscribers(2, now=NOW, prefix="noalerts", wants_early_access=False)
     opened = Film(
         slug="opened",
         title="Opened",
@@ -131,8 +131,8 @@ def test_early_access_alerts_go_once_per_film_to_those_who_want_them() -> None:
 
 @pytest.mark.usefixtures("ctx")
 def test_claims_do_not_overlap_and_expired_leases_come_back() -> None:
-    add_subscribers(10)
-    digest_id = add_digest("Claimed")
+    add_subscribers(10, now=NOW)
+    digest_id = add_digest("Claimed", now=NOW)
     assert start_due_digests(NOW) == [digest_id]
     first = claim_batch("a", NOW, 6, 60)
     second = claim_batch("b", NOW, 6, 60)
@@ -151,7 +151,7 @@ def test_claims_do_not_overlap_and_expired_leases_come_back() -> None:
 
 @pytest.mark.usefixtures("ctx")
 def test_paused_digests_are_not_claimed_and_lifecycle_rules_hold() -> None:
-    add_subscribers(4)
+    add_subscribers(4, now=NOW)
     digest = Digest(subject="Lifecycle")
     db.session.add(digest)
     db.session.commit()
@@ -186,8 +186,8 @@ def test_paused_digests_are_not_claimed_and_lifecycle_rules_hold() -> None:
 
 @pytest.mark.usefixtures("ctx")
 def test_a_digest_is_sent_only_when_nothing_is_left_open() -> None:
-    add_subscribers(2)
-    digest_id = add_digest("Finished")
+    add_subscribers(2, now=NOW)
+    digest_id = add_digest("Finished", now=NOW)
     start_due_digests(NOW)
     db.session.execute(
         Delivery.__table__.update()
@@ -228,13 +228,6 @@ def test_retry_delay_grows_with_jitter() -> None:
     assert retry_delay(100, 10) <= 6 * 3600
 
 
-@pytest.fixture
-def smtp_server() -> Iterator[ScriptedSMTPServer]:
-    server = ScriptedSMTPServer().start()
-    yield server
-    server.stop()
-
-
 @pytest.mark.usefixtures("ctx")
 def test_temporary_failures_fail_after_the_retry_deadline(
     app: Flask, smtp_server: ScriptedSMTPServer
@@ -264,8 +257,8 @@ def test_temporary_failures_fail_after_the_retry_deadline(
 
 @pytest.mark.usefixtures("ctx")
 def test_a_test_send_of_a_draft_goes_out_while_its_digest_waits(app: Flask) -> None:
-    (subscriber_id,) = add_subscribers(1, prefix="editor")
-    digest_id = add_digest("Draft", status=DigestStatus.DRAFT)
+    (subscriber_id,) = add_subscribers(1, now=NOW, prefix="editor")
+    digest_id = add_digest("Draft", now=NOW, status=DigestStatus.DRAFT)
     subscriber = db.session.get(Subscriber, subscriber_id)
     queue_message(
         DeliveryKind.TEST, None, NOW, to_address="editor@example.org", digest_id=digest_id
@@ -293,8 +286,8 @@ def test_a_group_journals_every_outcome_at_once(
     smtp_server.add_rule(
         lambda rcpt: {busy: "451 4.3.0 try later", gone: "550 5.1.1 no such user"}.get(rcpt)
     )
-    ids = add_subscribers(6)
-    digest_id = add_digest("Mixed outcomes", status=DigestStatus.SENDING)
+    ids = add_subscribers(6, now=NOW)
+    digest_id = add_digest("Mixed outcomes", now=NOW, status=DigestStatus.SENDING)
     enqueue_digest(digest_id, NOW)
     left = db.session.get(Subscriber, ids[3])
     assert left is not None
@@ -351,8 +344,8 @@ class _CrashAfter:
 
 @pytest.mark.usefixtures("ctx")
 def test_a_crash_mid_group_resends_that_group_with_its_message_ids(app: Flask) -> None:
-    add_subscribers(8)
-    digest_id = add_digest("Crashed", status=DigestStatus.SENDING)
+    add_subscribers(8, now=NOW)
+    digest_id = add_digest("Crashed", now=NOW, status=DigestStatus.SENDING)
     enqueue_digest(digest_id, NOW)
     db.session.commit()
     claimed = claim_batch("w", NOW, 10, 60)
@@ -380,10 +373,10 @@ def test_a_crash_mid_group_resends_that_group_with_its_message_ids(app: Flask) -
 
 @pytest.mark.usefixtures("ctx")
 def test_claims_take_expired_leases_then_other_mail_then_each_sending_digest() -> None:
-    (reader,) = add_subscribers(1, prefix="new")
-    add_subscribers(4)
-    paused = add_digest("Paused", status=DigestStatus.SENDING)
-    sending = add_digest("Sending", status=DigestStatus.SENDING)
+    (reader,) = add_subscribers(1, now=NOW, prefix="new")
+    add_subscribers(4, now=NOW)
+    paused = add_digest("Paused", now=NOW, status=DigestStatus.SENDING)
+    sending = add_digest("Sending", now=NOW, status=DigestStatus.SENDING)
     enqueue_digest(paused, NOW - timedelta(hours=1))
     enqueue_digest(sending, NOW)
     digest = db.session.get(Digest, paused)
@@ -417,8 +410,8 @@ def _plan(statement: Any) -> str:
 
 @pytest.mark.usefixtures("ctx")
 def test_each_claim_walks_its_partial_index() -> None:
-    add_subscribers(50)
-    digest_id = add_digest("Indexed", status=DigestStatus.SENDING)
+    add_subscribers(50, now=NOW)
+    digest_id = add_digest("Indexed", now=NOW, status=DigestStatus.SENDING)
     enqueue_digest(digest_id, NOW)
     db.session.commit()
     bind = db.session.get_bind()
@@ -471,9 +464,9 @@ def test_dashboard_counts_follow_every_change_to_the_journal(
     smtp_server.add_rule(
         lambda rcpt: "550 5.1.1 no such user" if rcpt == "reader00002@example.org" else None
     )
-    ids = add_subscribers(12)
-    digest_id = add_digest("Counted", status=DigestStatus.SENDING)
-    other = add_digest("Other", status=DigestStatus.SENDING)
+    ids = add_subscribers(12, now=NOW)
+    digest_id = add_digest("Counted", now=NOW, status=DigestStatus.SENDING)
+    other = add_digest("Other", now=NOW, status=DigestStatus.SENDING)
     assert start_due_digests(NOW) == []
     steps: list[Callable[[], object]] = [
         lambda: enqueue_digest(digest_id, NOW),

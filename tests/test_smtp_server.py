@@ -4,15 +4,6 @@ import smtplib
 
 import pytest
 
-from tests.smtp_server import ScriptedSMTPServer
-
-
-@pytest.fixture
-def smtp_server():
-    server = ScriptedSMTPServer().start()
-    yield server
-    server.stop()
-
 
 def test_accepts_and_records(smtp_server) -> None:
     with smtplib.SMTP("127.0.0.1", smtp_server.port) as conn:

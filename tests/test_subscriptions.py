@@ -7,7 +7,7 @@ import re
 from datetime import UTC, datetime
 
 import pytest
-from freezegun import freeze_time
+import time_machine
 from sqlalchemy import func, select
 
 from mailer.extensions import db, limiter
@@ -303,10 +303,10 @@ def test_tampered_and_wrong_purpose_links_are_plainly_invalid(app, client, metho
 def test_expired_link_offers_a_fresh_one_without_saying_anything(app, client) -> None:
     make(app, "p@example.org", SubscriberStatus.PENDING)
     make(app, "c@example.org", SubscriberStatus.CONFIRMED)
-    with freeze_time("2026-03-01 12:00:00"):
+    with time_machine.travel(datetime(2026, 3, 1, 12, tzinfo=UTC), tick=False):
         pending_token = token_for(app, Purpose.CONFIRM, "p@example.org")
         confirmed_token = token_for(app, Purpose.CONFIRM, "c@example.org")
-    with freeze_time("2026-03-10 12:00:00"):
+    with time_machine.travel(datetime(2026, 3, 10, 12, tzinfo=UTC), tick=False):
         pages = [client.get(f"/confirm/{t}") for t in (pending_token, confirmed_token)]
         assert {p.status_code for p in pages} == {200}
         bodies = [p.get_data(as_text=True) for p in pages]
@@ -420,9 +420,9 @@ def test_preferences_change_topics(app, client) -> None:
 
 def test_expired_preferences_link(app, client) -> None:
     make(app, "c@example.org", SubscriberStatus.CONFIRMED)
-    with freeze_time("2026-01-01"):
+    with time_machine.travel(datetime(2026, 1, 1, tzinfo=UTC), tick=False):
         token = token_for(app, Purpose.PREFERENCES, "c@example.org")
-    with freeze_time("2027-06-01"):
+    with time_machine.travel(datetime(2027, 6, 1, tzinfo=UTC), tick=False):
         response = client.get(f"/preferences/{token}")
     assert response.status_code == 410
     assert "This link has expired" in response.get_data(as_text=True)

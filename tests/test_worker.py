@@ -2,186 +2,44 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from collections import Counter
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, insert, make_url, select
+from sqlalchemy import func, select
 
 from mailer.extensions import db
 from mailer.models import (
     Delivery,
     DeliveryStatus,
     Digest,
-    DigestFilm,
     DigestStatus,
-    Film,
     Subscriber,
     SubscriberStatus,
     Suppression,
+    utcnow,
 )
 from mailer.sending import skip_pending_for
-from tests.smtp_server import Received, ScriptedSMTPServer
-
-MAILER = str(Path(sys.executable).with_name("mailer"))
-
-
-def is_postgres(url: str) -> bool:
-    """Whether the suite runs on PostgreSQL."""
-    return make_url(url).get_backend_name() == "postgresql"
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[ScriptedSMTPServer]:
-    server = ScriptedSMTPServer().start()
-    yield server
-    server.stop()
-
-
-class Workers:
-    """Starts `mailer` processes with the test's environment and stops them all at the end."""
-
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self.env = env
-        self.logs = logs
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self, *args: str, **extra: str) -> subprocess.Popen[bytes]:
-        """Start `mailer <args>` with extra environment variables."""
-        with (self.logs / f"proc{len(self.procs)}.log").open("wb") as log:
-            proc = subprocess.Popen(
-                [MAILER, *args],
-                env={**os.environ, **self.env, **extra},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self.procs.append(proc)
-        return proc
-
-    def log(self, proc: subprocess.Popen[bytes]) -> str:
-        """What a process has written so far."""
-        return (self.logs / f"proc{self.procs.index(proc)}.log").read_text()
-
-    def stop_all(self) -> None:
-        """Stop every process still running (SIGTERM, then SIGKILL)."""
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for index in range(len(self.procs)):
-            # Shown by pytest when the test failed.
-            print(f"--- process {index}\n" + (self.logs / f"proc{index}.log").read_text()[-4000:])
-
-
-@pytest.fixture
-def workers(
-    app: Flask, test_env: dict[str, str], smtp_server: ScriptedSMTPServer, tmp_path: Path
-) -> Iterator[Workers]:
-    """Worker processes on this test's database and SMTP server, with short engine timings."""
-    env = {
-        **test_env,
-        "MAILER_MAIL_URL": smtp_server.url,
-        "MAILER_RETRY_DELAY": "0.3",
-        "MAILER_LEASE_SECONDS": "5",
-        "MAILER_SEND_BATCH": "50",
-    }
-    group = Workers(env, tmp_path)
-    yield group
-    group.stop_all()
-
-
-def add_subscribers(count: int, *, prefix: str = "reader", **values: object) -> list[int]:
-    """Insert confirmed subscribers in bulk; return their ids."""
-    now = datetime.now(UTC)
-    rows = [
-        {
-            "email": f"{prefix}{i:05d}@example.org",
-            "status": SubscriberStatus.CONFIRMED,
-            "nonce": f"n{prefix}{i}",
-            "wants_digest": True,
-            "wants_early_access": True,
-            "created_at": now,
-            "confirmed_at": now,
-            **values,
-        }
-        for i in range(count)
-    ]
-    db.session.execute(insert(Subscriber), rows)
-    db.session.commit()
-    return list(
-        db.session.scalars(
-            select(Subscriber.id).where(Subscriber.email.like(f"{prefix}%")).order_by(Subscriber.id)
-        )
-    )
-
-
-def add_digest(subject: str, *, status: DigestStatus = DigestStatus.SCHEDULED) -> int:
-    """A digest featuring one film, due now."""
-    film = db.session.scalar(select(Film).where(Film.slug == "a-state-of-mind"))
-    if film is None:
-        film = Film(slug="a-state-of-mind", title="A State of Mind", year=2004)
-        db.session.add(film)
-    digest = Digest(subject=subject, status=status, send_at=datetime.now(UTC) - timedelta(1))
-    digest.films = [DigestFilm(film=film, position=0)]
-    db.session.add(digest)
-    db.session.commit()
-    return digest.id
-
-
-def digest_status(digest_id: int) -> str:
-    """The digest's status as committed right now."""
-    db.session.rollback()
-    status = db.session.scalar(select(Digest.status).where(Digest.id == digest_id))
-    assert status is not None
-    return status
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll until check() holds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def by_recipient(received: list[Received], subject: str | None = None) -> dict[str, list[str]]:
-    """Message-IDs received per recipient (of one subject, if given)."""
-    seen: dict[str, list[str]] = defaultdict(list)
-    for item in received:
-        message = item.message
-        if subject is not None and message["Subject"] != subject:
-            continue
-        for rcpt in item.rcpt_tos:
-            seen[rcpt].append(message["Message-ID"])
-    return seen
-
-
-def emails_of(ids: list[int]) -> set[str]:
-    """The addresses of these subscribers."""
-    return set(db.session.scalars(select(Subscriber.email).where(Subscriber.id.in_(ids))))
+from tests.factories import (
+    Workers,
+    add_digest,
+    add_subscribers,
+    by_recipient,
+    digest_status,
+    emails_of,
+    wait_until,
+)
+from tests.smtp_server import ScriptedSMTPServer
 
 
 def test_sigkill_mid_digest_then_restart_delivers_everyone_once(
     app: Flask, workers: Workers, smtp_server: ScriptedSMTPServer
 ) -> None:
     with app.app_context():
-        ids = add_subscribers(2000)
-        digest_id = add_digest("Killed halfway")
+        ids = add_subscribers(2000, now=utcnow())
+        digest_id = add_digest("Killed halfway", now=utcnow())
         everyone = emails_of(ids)
     first = workers.start("worker")
     smtp_server.wait_for(400, timeout=120)
@@ -216,26 +74,19 @@ def test_sigkill_mid_digest_then_restart_delivers_everyone_once(
     assert counts == {DeliveryStatus.SENT: 2000}
 
 
-@pytest.fixture
-def postgres_only(migrated: str) -> None:
-    """Several workers need a database that several processes can write at once."""
-    if not is_postgres(migrated):
-        pytest.skip("several worker processes at once: PostgreSQL run only")
-
-
 @pytest.mark.postgres_only
 @pytest.mark.usefixtures("postgres_only")
 def test_two_then_three_workers_share_a_digest_exactly_once(
     app: Flask, workers: Workers, smtp_server: ScriptedSMTPServer
 ) -> None:
     with app.app_context():
-        everyone = emails_of(add_subscribers(600))
-        first = add_digest("For two workers")
+        everyone = emails_of(add_subscribers(600, now=utcnow()))
+        first = add_digest("For two workers", now=utcnow())
     for _ in range(2):
         workers.start("worker", MAILER_SMTP_CONNECTIONS="2")
     with app.app_context():
         wait_until(lambda: digest_status(first) == DigestStatus.SENT, 120, "first digest sent")
-        second = add_digest("For three workers")
+        second = add_digest("For three workers", now=utcnow())
     workers.start("worker")
     with app.app_context():
         wait_until(lambda: digest_status(second) == DigestStatus.SENT, 120, "second digest sent")
@@ -256,8 +107,8 @@ def test_temporary_failures_are_retried_and_delivered_once(
     busy = {"reader00003@example.org", "reader00007@example.org"}
     smtp_server.add_rule(lambda rcpt: "451 4.3.0 try again later" if rcpt in busy else None)
     with app.app_context():
-        everyone = emails_of(add_subscribers(20))
-        digest_id = add_digest("Retried")
+        everyone = emails_of(add_subscribers(20, now=utcnow()))
+        digest_id = add_digest("Retried", now=utcnow())
     workers.start("worker")
     with app.app_context():
 
@@ -291,8 +142,8 @@ def test_unknown_recipient_fails_at_once_and_is_suppressed(
 
     smtp_server.add_rule(refuse)
     with app.app_context():
-        add_subscribers(10)
-        digest_id = add_digest("Bounced")
+        add_subscribers(10, now=utcnow())
+        digest_id = add_digest("Bounced", now=utcnow())
     workers.start("worker")
     with app.app_context():
         wait_until(lambda: digest_status(digest_id) == DigestStatus.SENT, 60, "digest sent")
@@ -321,8 +172,8 @@ def test_policy_refusal_pauses_the_digest_and_blames_nobody(
         )
     )
     with app.app_context():
-        add_subscribers(60)
-        digest_id = add_digest("Refused by policy")
+        add_subscribers(60, now=utcnow())
+        digest_id = add_digest("Refused by policy", now=utcnow())
     workers.start("worker")
     with app.app_context():
         wait_until(lambda: digest_status(digest_id) == DigestStatus.PAUSED, 60, "digest paused")
@@ -349,8 +200,8 @@ def test_unsubscribe_while_sending_stops_mail_to_that_address(
     app: Flask, workers: Workers, smtp_server: ScriptedSMTPServer
 ) -> None:
     with app.app_context():
-        ids = add_subscribers(300)
-        digest_id = add_digest("Leaving midway")
+        ids = add_subscribers(300, now=utcnow())
+        digest_id = add_digest("Leaving midway", now=utcnow())
     # A modest rate keeps the digest sending while the test unsubscribes people.
     workers.start("worker", MAILER_SEND_RATE="60")
     smtp_server.wait_for(40, timeout=60)
@@ -363,7 +214,7 @@ def test_unsubscribe_while_sending_stops_mail_to_that_address(
             subscriber = db.session.get(Subscriber, subscriber_id)
             assert subscriber is not None
             subscriber.status = SubscriberStatus.UNSUBSCRIBED
-            subscriber.unsubscribed_at = datetime.now(UTC)
+            subscriber.unsubscribed_at = utcnow()
             skip_pending_for(subscriber_id, "unsubscribed")
             db.session.commit()
             # Anything the server receives from now on came after the unsubscribe returned.
@@ -385,8 +236,8 @@ def test_deliver_sends_everything_due_and_exits(
     app: Flask, workers: Workers, smtp_server: ScriptedSMTPServer
 ) -> None:
     with app.app_context():
-        everyone = emails_of(add_subscribers(30))
-        digest_id = add_digest("Once, by cron")
+        everyone = emails_of(add_subscribers(30, now=utcnow()))
+        digest_id = add_digest("Once, by cron", now=utcnow())
     proc = workers.start("deliver")
     assert proc.wait(timeout=120) == 0, workers.log(proc)
     output = workers.log(proc)
@@ -410,8 +261,8 @@ def test_send_rate_caps_all_workers_together(
     # Both are up before there is anything to send, so both take a share.
     wait_until(lambda: all("Scheduler started" in workers.log(p) for p in procs), 60, "workers")
     with app.app_context():
-        everyone = emails_of(add_subscribers(150))
-        digest_id = add_digest("Throttled")
+        everyone = emails_of(add_subscribers(150, now=utcnow()))
+        digest_id = add_digest("Throttled", now=utcnow())
     with app.app_context():
         wait_until(lambda: digest_status(digest_id) == DigestStatus.SENT, 120, "digest sent")
         first, last = db.session.execute(
