@@ -1,8 +1,5 @@
 """A worker killed mid-digest resends at most one small group per connection, same Message-IDs."""
 
-# The engine's worker fixtures are imported by name, which pyflakes reads as redefinitions.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import signal
@@ -10,20 +7,17 @@ import signal
 import pytest
 from flask import Flask
 
-from mailer.models import DigestStatus
-from tests.smtp_server import ScriptedSMTPServer
-from tests.test_worker import (  # noqa: F401  (fixtures used by name)
+from mailer.models import DigestStatus, utcnow
+from tests.factories import (
     Workers,
     add_digest,
     add_subscribers,
     by_recipient,
     digest_status,
     emails_of,
-    postgres_only,
-    smtp_server,
     wait_until,
-    workers,
 )
+from tests.smtp_server import ScriptedSMTPServer
 
 RECIPIENTS = 2000
 # The documented bound: a killed worker resends at most this many messages per SMTP connection.
@@ -54,8 +48,8 @@ def test_sigkill_of_one_of_three_workers_resends_at_most_a_group(
     procs = [workers.start("worker", **BATCH) for _ in range(3)]
     wait_until(lambda: all("Scheduler started" in workers.log(p) for p in procs), 60, "workers")
     with app.app_context():
-        everyone = emails_of(add_subscribers(RECIPIENTS))
-        digest_id = add_digest("One of three killed")
+        everyone = emails_of(add_subscribers(RECIPIENTS, now=utcnow()))
+        digest_id = add_digest("One of three killed", now=utcnow())
     smtp_server.wait_for(RECIPIENTS // 3, timeout=120)
     procs[1].send_signal(signal.SIGKILL)
     procs[1].wait()
@@ -69,8 +63,8 @@ def test_sigkill_then_restart_resends_at_most_a_group_per_connection(
     app: Flask, workers: Workers, smtp_server: ScriptedSMTPServer
 ) -> None:
     with app.app_context():
-        everyone = emails_of(add_subscribers(RECIPIENTS))
-        digest_id = add_digest("Killed and restarted")
+        everyone = emails_of(add_subscribers(RECIPIENTS, now=utcnow()))
+        digest_id = add_digest("Killed and restarted", now=utcnow())
     first = workers.start("worker", MAILER_SMTP_CONNECTIONS="2", **BATCH)
     smtp_server.wait_for(RECIPIENTS // 4, timeout=120)
     first.send_signal(signal.SIGKILL)

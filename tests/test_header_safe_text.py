@@ -30,8 +30,7 @@ from mailer.models import (
 from mailer.sending import Sender, claim_batch, queue_message
 from mailer.text_rules import line_problem
 from tests.conftest import admin_csrf
-from tests.test_api import assert_error
-from tests.test_worker import add_digest, add_subscribers
+from tests.factories import add_digest, add_subscribers, assert_error
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 # What str.splitlines() splits on, beyond CR and LF, and other controls a header cannot carry.
@@ -140,7 +139,7 @@ def test_multi_line_text_keeps_its_line_breaks(
 def _stored_digest(app: Flask, subject: str, preheader: str = "") -> int:
     """A digest written before the rule existed: straight into the table."""
     with app.app_context():
-        digest_id = add_digest(subject, status=DigestStatus.SENDING)
+        digest_id = add_digest(subject, now=NOW, status=DigestStatus.SENDING)
         digest = db.session.get(Digest, digest_id)
         assert digest is not None
         digest.preheader = preheader
@@ -164,7 +163,7 @@ def test_admin_digest_page_shows_a_stored_separator_instead_of_failing(
 def test_delivery_of_a_stored_separator_fails_with_the_reason(app: Flask) -> None:
     digest_id = _stored_digest(app, "Part one\u2028Part two")
     with app.app_context():
-        (reader_id,) = add_subscribers(1)
+        (reader_id,) = add_subscribers(1, now=NOW)
         reader = db.session.get_one(Subscriber, reader_id)
         queue_message(DeliveryKind.DIGEST, reader, NOW, digest_id=digest_id)
         queue_message(

@@ -1,8 +1,5 @@
 """MAILER_SEND_RATE holds over every window of a second or more, across worker processes."""
 
-# The engine's worker fixtures are imported by name, which pyflakes reads as redefinitions.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 from bisect import bisect_left
@@ -10,20 +7,17 @@ from bisect import bisect_left
 import pytest
 from flask import Flask
 
-from mailer.models import DigestStatus
-from tests.smtp_server import ScriptedSMTPServer
-from tests.test_worker import (  # noqa: F401  (fixtures used by name)
+from mailer.models import DigestStatus, utcnow
+from tests.factories import (
     Workers,
     add_digest,
     add_subscribers,
     by_recipient,
     digest_status,
     emails_of,
-    postgres_only,
-    smtp_server,
     wait_until,
-    workers,
 )
+from tests.smtp_server import ScriptedSMTPServer
 
 RATE = 40
 COUNT = 200
@@ -46,8 +40,8 @@ def test_send_rate_holds_over_every_window_across_two_workers(
     procs = [workers.start("worker", MAILER_SEND_RATE=str(RATE)) for _ in range(2)]
     wait_until(lambda: all("Scheduler started" in workers.log(p) for p in procs), 60, "workers")
     with app.app_context():
-        everyone = emails_of(add_subscribers(COUNT))
-        digest_id = add_digest("Paced")
+        everyone = emails_of(add_subscribers(COUNT, now=utcnow()))
+        digest_id = add_digest("Paced", now=utcnow())
         wait_until(lambda: digest_status(digest_id) == DigestStatus.SENT, 120, "digest sent")
     seen = by_recipient(smtp_server.received, "Paced")
     assert set(seen) == everyone

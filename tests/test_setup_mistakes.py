@@ -27,8 +27,8 @@ from mailer.models import (
     utcnow,
 )
 from mailer.sending import queue_message
+from tests.factories import add_digest, add_subscribers, wait_until
 from tests.smtp_server import ScriptedSMTPServer
-from tests.test_worker import add_digest, add_subscribers, wait_until
 
 MAILER = str(Path(sys.executable).with_name("mailer"))
 SETUP_ERROR = 2
@@ -160,8 +160,8 @@ def guarded_server() -> Iterator[ScriptedSMTPServer]:
 
 def _digest_and_other_mail(count: int) -> int:
     """A due digest to ``count`` subscribers, and a test send (not a digest) also due."""
-    add_subscribers(count)
-    digest_id = add_digest("Locked out")
+    add_subscribers(count, now=utcnow())
+    digest_id = add_digest("Locked out", now=utcnow())
     queue_message(
         DeliveryKind.TEST, None, utcnow(), to_address="editor@example.org", digest_id=digest_id
     )

@@ -23,8 +23,8 @@ from mailer.backends.smtp import Stage, classify
 from mailer.extensions import db
 from mailer.models import Delivery, DeliveryStatus, Digest, DigestStatus, Suppression
 from mailer.sending import Sender, claim_batch, enqueue_digest, finish_digests
+from tests.factories import add_digest, add_subscribers
 from tests.smtp_server import ScriptedSMTPServer
-from tests.test_worker import add_digest, add_subscribers
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 RECIPIENT, MESSAGE, SENDER, LATER = (
@@ -188,8 +188,8 @@ def test_refused_messages_blame_nobody_and_pause_the_digest(
     app.config["MAILER_PAUSE_AFTER_CONNECTION_ERRORS"] = 4
     smtp_server.answer_data(lambda rcpt: "554 5.6.0 Message content rejected")
     with app.app_context():
-        add_subscribers(10)
-        digest_id = add_digest("Rejected content", status=DigestStatus.SENDING)
+        add_subscribers(10, now=NOW)
+        digest_id = add_digest("Rejected content", now=NOW, status=DigestStatus.SENDING)
         enqueue_digest(digest_id, NOW)
         db.session.commit()
         sender = Sender("w", backend_from_url(smtp_server.url), lambda: NOW)
@@ -231,8 +231,8 @@ def test_a_sent_message_breaks_the_run_of_refusals(
     )
     smtp_server.answer("reader00003@example.org", "550 5.1.1 no such user")
     with app.app_context():
-        add_subscribers(10)
-        digest_id = add_digest("Sometimes too big", status=DigestStatus.SENDING)
+        add_subscribers(10, now=NOW)
+        digest_id = add_digest("Sometimes too big", now=NOW, status=DigestStatus.SENDING)
         enqueue_digest(digest_id, NOW)
         db.session.commit()
         sender = Sender("w", backend_from_url(smtp_server.url), lambda: NOW)

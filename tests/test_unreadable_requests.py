@@ -26,8 +26,8 @@ from mailer.extensions import db
 from mailer.models import Digest, Film, Subscriber
 from mailer.routing import MAX_ID
 from tests.conftest import TEST_SECRET
+from tests.factories import assert_error
 from tests.smtp_server import free_port
-from tests.test_api import assert_error
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 SURROGATE = "Text may not contain unpaired surrogates (\\ud800 to \\udfff)."
