@@ -29,7 +29,7 @@ def admin_queries(digest_id: int, count: int) -> dict[str, Callable[[], Any]]:
     """The admin's own functions behind the subscriber list and the dashboard: subscriber_page
     with a SubscriberFilter, and sending.digest_counts (which the API calls too)."""
     from mailer.admin.subscribers import SubscriberFilter, subscriber_page
-    from mailer.sending import digest_counts
+    from mailer.journal import digest_counts
 
     # The admin's own query: SubscriberFilter and subscriber_page, as /admin/subscribers runs them.
     def first_page() -> Any:
@@ -82,7 +82,7 @@ def run(count: int, claim_seconds: float, timeout: float) -> list[Row]:
                 "generate_series, then VACUUM ANALYZE")
         )  # fmt: skip
 
-        from mailer.sending import start_due_digests
+        from mailer.digests import start_due_digests
 
         start = time.perf_counter()
         start_due_digests(datetime.now(UTC))

@@ -203,8 +203,9 @@ def send_digest(
     Timed from start_due_digests (enqueue, digest marked sending) through the workers' send
     loops to finish_digests (digest marked sent); worker start-up is not included.
     """
+    from mailer.digests import finish_digests, start_due_digests
     from mailer.extensions import db
-    from mailer.sending import digest_counts, finish_digests, start_due_digests
+    from mailer.journal import digest_counts
 
     with (
         tempfile.TemporaryDirectory(prefix="mailer-ours-") as tmp,
@@ -249,7 +250,7 @@ def send_digest(
 def deliver_rss(sink_url: str, count: int, timeout: float, connections: int) -> dict[str, Any]:
     """Peak RSS (VmHWM, polled from /proc) of `mailer deliver` sending a digest to `count`."""
     from mailer.extensions import db
-    from mailer.sending import digest_counts
+    from mailer.journal import digest_counts
 
     with (
         tempfile.TemporaryDirectory(prefix="mailer-memory-") as tmp,

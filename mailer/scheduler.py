@@ -19,21 +19,13 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from flask import Flask, current_app
 from flask.cli import with_appcontext
-from sqlalchemy import or_, select
-from sqlalchemy.exc import IntegrityError
 
 from .backends import SenderMisconfigured, backend_from_url, get_backend
+from .digests import compose_recurring_digest, finish_digests, start_due_digests
 from .extensions import db
-from .models import Digest, DigestFilm, DigestStatus, Film, utcnow
-from .sending import (
-    BatchStats,
-    Sender,
-    claim_batch,
-    count_due,
-    enqueue_early_access_alerts,
-    finish_digests,
-    start_due_digests,
-)
+from .journal import enqueue_early_access_alerts
+from .models import utcnow
+from .sending import BatchStats, Sender, claim_batch, count_due
 
 log = logging.getLogger("mailer.scheduler")
 
@@ -194,59 +186,6 @@ def latest_slot(trigger: CronTrigger, now: datetime, grace: float) -> datetime |
     return slot
 
 
-def compose_recurring_digest(slot: datetime, now: datetime) -> Digest | None:
-    """Compose and schedule the digest of one period, once; None when done already or nothing new.
-
-    The period's key is unique in the database, so of two workers firing the same slot only one
-    can commit a digest; the other's insert fails and is rolled back.
-    """
-    period_key = slot.astimezone(UTC).isoformat(timespec="seconds")
-    if db.session.scalar(select(Digest.id).where(Digest.period_key == period_key)) is not None:
-        log.info("recurring digest %s: already composed", period_key)
-        return None
-    last = db.session.scalar(
-        select(Digest)
-        .where(Digest.period_key.is_not(None))
-        .order_by(Digest.created_at.desc(), Digest.id.desc())
-        .limit(1)
-    )
-    today = now.astimezone(UTC).date()
-    query = select(Film).where(Film.created_at <= now)
-    if last is not None:
-        featured = select(DigestFilm.film_id).where(DigestFilm.digest_id == last.id)
-        query = query.where(
-            or_(
-                Film.created_at > last.created_at,
-                Film.release_date.between(last.created_at.date(), today),
-            ),
-            Film.id.not_in(featured),
-        )
-    films = db.session.scalars(query.order_by(Film.created_at, Film.id)).all()
-    if not films:
-        log.info("recurring digest %s: nothing new since the last one, skipped", period_key)
-        return None
-    digest = Digest(
-        subject=f"New documentaries: {slot.strftime('%d %B %Y')}",
-        period_key=period_key,
-        status=DigestStatus.SCHEDULED,
-        send_at=now,
-        created_at=now,
-        updated_at=now,
-    )
-    digest.films = [DigestFilm(film_id=film.id, position=i) for i, film in enumerate(films)]
-    db.session.add(digest)
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        log.info("recurring digest %s: composed by another worker", period_key)
-        return None
-    log.info(
-        "digest %s: composed for %s with %d films -> scheduled", digest.id, period_key, len(films)
-    )
-    return digest
-
-
 def compose_due(app: Flask, trigger: CronTrigger) -> None:
     """The recurring job: compose the digest of the slot that just fired."""
     now = utcnow()
@@ -383,3 +322,9 @@ def deliver_command() -> None:
         f"{total.sent} sent, {total.retried} to retry, {total.failed} failed, "
         f"{total.skipped} skipped"
     )
+
+
+def init_app(app: Flask) -> None:
+    """Register the `mailer worker` and `mailer deliver` commands."""
+    app.cli.add_command(worker_command)
+    app.cli.add_command(deliver_command)

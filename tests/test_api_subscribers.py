@@ -21,7 +21,7 @@ from mailer.models import (
     Suppression,
     SuppressionReason,
 )
-from mailer.subscribers import email_hash, suppress
+from mailer.suppressions import email_hash, suppress
 from tests.factories import assert_error
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -97,7 +97,7 @@ def test_every_kind_of_address_gets_the_same_answer(app, client, auth) -> None:
     add(app, "pending@example.org", SubscriberStatus.PENDING)
     add(app, "left@example.org", SubscriberStatus.UNSUBSCRIBED)
     with app.app_context():
-        suppress("blocked@example.org", SuppressionReason.COMPLAINT, "", NOW)
+        suppress("blocked@example.org", SuppressionReason.COMPLAINT, NOW)
         db.session.commit()
     answers = {
         email: subscribe(client, auth, email=email)

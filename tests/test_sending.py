@@ -11,7 +11,23 @@ from flask import Flask
 from sqlalchemy import func, literal, select, text
 
 from mailer.backends import Message, backend_from_url
+from mailer.digests import (
+    InvalidTransition,
+    cancel_digest,
+    finish_digests,
+    pause_digest,
+    resume_digest,
+    schedule_digest,
+    start_due_digests,
+)
 from mailer.extensions import db
+from mailer.journal import (
+    digest_counts,
+    enqueue_digest,
+    enqueue_early_access_alerts,
+    queue_message,
+    skip_pending_for,
+)
 from mailer.models import (
     Delivery,
     DeliveryKind,
@@ -29,29 +45,14 @@ from mailer.sending import (
     GROUP_MAX,
     GROUP_MIN,
     GROUP_SECONDS,
-    InvalidTransition,
     Sender,
     SendRate,
     Slots,
     _due_branches,
-    cancel_digest,
     claim_batch,
-    digest_counts,
-    email_hash,
-    enqueue_digest,
-    enqueue_early_access_alerts,
-    finish_digests,
-    is_suppressed,
-    pause_digest,
-    queue_message,
-    resume_digest,
     retry_delay,
-    schedule_digest,
-    skip_pending_for,
-    sql_email_hash,
-    start_due_digests,
-    suppress,
 )
+from mailer.suppressions import email_hash, is_suppressed, sql_email_hash, suppress
 from tests.factories import add_digest, add_subscribers
 from tests.smtp_server import ScriptedSMTPServer
 
