@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, cast, func, literal, select, update
+from sqlalchemy import ColumnElement, cast, exists, func, literal, select, update
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.types import String
 
+from .address_hash import sql_email_hash
 from .extensions import db, dialect_insert
 from .models import (
     Delivery,
@@ -24,9 +25,9 @@ from .models import (
     Film,
     Subscriber,
     SubscriberStatus,
+    Suppression,
     UTCDateTime,
 )
-from .suppressions import not_suppressed
 
 log = logging.getLogger("mailer.journal")
 
@@ -76,9 +77,14 @@ REQUIREMENTS: dict[str, tuple[Requirement, ...]] = {
 }
 
 
+def not_suppressed() -> ColumnElement[bool]:
+    """SQL: the subscriber's address is not on the suppression list."""
+    return ~exists().where(Suppression.email_hash == sql_email_hash(Subscriber.email))
+
+
 def eligible(kind: DeliveryKind) -> list[ColumnElement[bool]]:
     """SQL: the subscribers who may receive mail of a bulk ``kind`` (the suppression list too)."""
-    return [*(r.sql() for r in REQUIREMENTS[kind]), not_suppressed(Subscriber.__table__.c.email)]
+    return [*(r.sql() for r in REQUIREMENTS[kind]), not_suppressed()]
 
 
 def refusal(kind: str, subscriber: Any) -> str:
@@ -158,6 +164,14 @@ def _skip_queued(condition: ColumnElement[bool], reason: str) -> int:
 def skip_pending_for(subscriber_id: int, reason: str) -> int:
     """Mark every not-yet-sent delivery to a subscriber as skipped; return how many."""
     return _skip_queued(Delivery.subscriber_id == subscriber_id, reason)
+
+
+def skip_pending_to(address: str, reason: str) -> int:
+    """Mark every not-yet-sent delivery to the subscriber with this address as skipped."""
+    return _skip_queued(
+        Delivery.subscriber_id.in_(select(Subscriber.id).where(Subscriber.email == address)),
+        reason,
+    )
 
 
 def skip_pending_of_digest(digest_id: int, reason: str) -> int:

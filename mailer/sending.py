@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.types import String
 
 from . import emails
+from .address_hash import email_hash
 from .backends import (
     Backend,
     Message,
@@ -53,7 +54,7 @@ from .models import (
     SuppressionReason,
     UTCDateTime,
 )
-from .suppressions import email_hash, suppress
+from .suppressions import suppress
 
 log = logging.getLogger("mailer.sending")
 

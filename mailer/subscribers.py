@@ -16,6 +16,7 @@ from flask import current_app
 from sqlalchemy import bindparam, delete, exists, func, literal, select, update
 
 from . import journal
+from .address_hash import email_hash
 from .extensions import db
 from .models import (
     EMAIL_MAX,
@@ -30,7 +31,7 @@ from .models import (
     Suppression,
     SuppressionReason,
 )
-from .suppressions import email_hash, is_suppressed, suppress
+from .suppressions import is_suppressed, suppress
 from .tokens import ExpiredToken, InvalidToken, Purpose, new_nonce, read_token, subscriber_for
 
 log = logging.getLogger(__name__)

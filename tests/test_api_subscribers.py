@@ -9,6 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from mailer.address_hash import email_hash
 from mailer.api.tokens import create_api_token
 from mailer.extensions import db
 from mailer.models import (
@@ -21,7 +22,7 @@ from mailer.models import (
     Suppression,
     SuppressionReason,
 )
-from mailer.suppressions import email_hash, suppress
+from mailer.suppressions import suppress
 from tests.factories import assert_error
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
+from mailer.address_hash import email_hash
 from mailer.emails import RenderCache, render_delivery
 from mailer.extensions import db
 from mailer.journal import queue_message
@@ -45,7 +46,7 @@ from mailer.subscribers import (
     unsubscribe,
     update_preferences,
 )
-from mailer.suppressions import email_hash, is_suppressed, suppress
+from mailer.suppressions import is_suppressed, suppress
 from mailer.tokens import Purpose, subscriber_for
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
