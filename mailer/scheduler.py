@@ -21,6 +21,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 
 from .backends import SenderMisconfigured, backend_from_url, get_backend
+from .config import recurring_trigger
 from .digests import compose_recurring_digest, finish_digests, start_due_digests
 from .extensions import db
 from .journal import enqueue_early_access_alerts
@@ -157,23 +158,6 @@ def tick(app: Flask, worker: str, alarm: SetupAlarm | None = None) -> None:
 
 
 # --- recurring digests --------------------------------------------------------------------------
-
-
-def recurring_trigger(expression: str, timezone: str) -> CronTrigger:
-    """The cron schedule; a sixth leading field, if given, is seconds."""
-    fields = expression.split()
-    if len(fields) == 6:
-        second, minute, hour, day, month, day_of_week = fields
-        return CronTrigger(
-            second=second,
-            minute=minute,
-            hour=hour,
-            day=day,
-            month=month,
-            day_of_week=day_of_week,
-            timezone=timezone,
-        )
-    return CronTrigger.from_crontab(expression, timezone=timezone)
 
 
 def latest_slot(trigger: CronTrigger, now: datetime, grace: float) -> datetime | None:

@@ -10,10 +10,11 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
+from mailer.config import recurring_trigger
 from mailer.digests import compose_recurring_digest
 from mailer.extensions import db
 from mailer.models import Digest, DigestFilm, DigestStatus, Film, utcnow
-from mailer.scheduler import latest_slot, recurring_trigger
+from mailer.scheduler import latest_slot
 from tests.factories import Workers, wait_until
 from tests.smtp_server import ScriptedSMTPServer
 
