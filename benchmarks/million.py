@@ -27,7 +27,7 @@ def timed_ms(query: Callable[[], Any], repeat: int = 5) -> float:
 
 def admin_queries(digest_id: int, count: int) -> dict[str, Callable[[], Any]]:
     """The admin's own functions behind the subscriber list and the dashboard: subscriber_page
-    with a SubscriberFilter, and sending.digest_counts (which the API calls too)."""
+    with a SubscriberFilter, and journal.digest_counts (which the API calls too)."""
     from mailer.admin.subscribers import SubscriberFilter, subscriber_page
     from mailer.journal import digest_counts
 
@@ -58,7 +58,7 @@ def admin_queries(digest_id: int, count: int) -> dict[str, Callable[[], Any]]:
         "subscribers, filtered page (status + topic)": filtered_page,
         "subscribers, exact-address search": search,
         "subscribers, address-prefix search": prefix_search,
-        "dashboard counts (sending.digest_counts, a digest by status)": dashboard,
+        "dashboard counts (journal.digest_counts, a digest by status)": dashboard,
     }
 
 
@@ -89,7 +89,7 @@ def run(count: int, claim_seconds: float, timeout: float) -> list[Row]:
         enqueued = time.perf_counter() - start
         rows.append(
             Row("million", f"enqueue a digest for {count:,}", enqueued, "s",
-                "sending.start_due_digests: one INSERT … SELECT; target < 15 s",
+                "digests.start_due_digests: one INSERT … SELECT; target < 15 s",
                 {"seconds": enqueued})
         )  # fmt: skip
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:

@@ -1,11 +1,11 @@
 """Ours: a digest of ten films to N confirmed subscribers through the whole product path.
 
-The engine's own functions, nothing standing in for them: sending.start_due_digests (enqueue, one
+The engine's own functions, nothing standing in for them: digests.start_due_digests (enqueue, one
 INSERT … SELECT, and the digest marked sending) → scheduler.send_due in each worker process, as
 every tick of `mailer worker` runs it: sending.claim_batch (FOR UPDATE SKIP LOCKED) →
 Sender.send_batch (re-check under lock, personalise from the pre-rendered digest, send through the
 smtp backend, journal each group, at most 10 messages or about 50 ms, in one commit) →
-sending.finish_digests.
+digests.finish_digests.
 
 Connections: the product opens MAILER_SMTP_CONNECTIONS connections per worker process (one thread
 each), and any number of worker processes may run. The benchmark runs the same: `processes`
