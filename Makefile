@@ -36,6 +36,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 # Benchmarks (not tests): about 5 minutes; `make bench-quick` or `make bench ARGS=--quick` for small N.
 bench: $(STAMP)

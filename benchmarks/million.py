@@ -27,9 +27,9 @@ def timed_ms(query: Callable[[], Any], repeat: int = 5) -> float:
 
 def admin_queries(digest_id: int, count: int) -> dict[str, Callable[[], Any]]:
     """The admin's own functions behind the subscriber list and the dashboard: subscriber_page
-    with a SubscriberFilter, and sending.digest_counts (which the API calls too)."""
+    with a SubscriberFilter, and journal.digest_counts (which the API calls too)."""
     from mailer.admin.subscribers import SubscriberFilter, subscriber_page
-    from mailer.sending import digest_counts
+    from mailer.journal import digest_counts
 
     # The admin's own query: SubscriberFilter and subscriber_page, as /admin/subscribers runs them.
     def first_page() -> Any:
@@ -58,7 +58,7 @@ def admin_queries(digest_id: int, count: int) -> dict[str, Callable[[], Any]]:
         "subscribers, filtered page (status + topic)": filtered_page,
         "subscribers, exact-address search": search,
         "subscribers, address-prefix search": prefix_search,
-        "dashboard counts (sending.digest_counts, a digest by status)": dashboard,
+        "dashboard counts (journal.digest_counts, a digest by status)": dashboard,
     }
 
 
@@ -82,14 +82,14 @@ def run(count: int, claim_seconds: float, timeout: float) -> list[Row]:
                 "generate_series, then VACUUM ANALYZE")
         )  # fmt: skip
 
-        from mailer.sending import start_due_digests
+        from mailer.digests import start_due_digests
 
         start = time.perf_counter()
         start_due_digests(datetime.now(UTC))
         enqueued = time.perf_counter() - start
         rows.append(
             Row("million", f"enqueue a digest for {count:,}", enqueued, "s",
-                "sending.start_due_digests: one INSERT … SELECT; target < 15 s",
+                "digests.start_due_digests: one INSERT … SELECT; target < 15 s",
                 {"seconds": enqueued})
         )  # fmt: skip
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:

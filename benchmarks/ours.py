@@ -1,11 +1,11 @@
 """Ours: a digest of ten films to N confirmed subscribers through the whole product path.
 
-The engine's own functions, nothing standing in for them: sending.start_due_digests (enqueue, one
+The engine's own functions, nothing standing in for them: digests.start_due_digests (enqueue, one
 INSERT … SELECT, and the digest marked sending) → scheduler.send_due in each worker process, as
 every tick of `mailer worker` runs it: sending.claim_batch (FOR UPDATE SKIP LOCKED) →
 Sender.send_batch (re-check under lock, personalise from the pre-rendered digest, send through the
 smtp backend, journal each group, at most 10 messages or about 50 ms, in one commit) →
-sending.finish_digests.
+digests.finish_digests.
 
 Connections: the product opens MAILER_SMTP_CONNECTIONS connections per worker process (one thread
 each), and any number of worker processes may run. The benchmark runs the same: `processes`
@@ -203,8 +203,9 @@ def send_digest(
     Timed from start_due_digests (enqueue, digest marked sending) through the workers' send
     loops to finish_digests (digest marked sent); worker start-up is not included.
     """
+    from mailer.digests import finish_digests, start_due_digests
     from mailer.extensions import db
-    from mailer.sending import digest_counts, finish_digests, start_due_digests
+    from mailer.journal import digest_counts
 
     with (
         tempfile.TemporaryDirectory(prefix="mailer-ours-") as tmp,
@@ -249,7 +250,7 @@ def send_digest(
 def deliver_rss(sink_url: str, count: int, timeout: float, connections: int) -> dict[str, Any]:
     """Peak RSS (VmHWM, polled from /proc) of `mailer deliver` sending a digest to `count`."""
     from mailer.extensions import db
-    from mailer.sending import digest_counts
+    from mailer.journal import digest_counts
 
     with (
         tempfile.TemporaryDirectory(prefix="mailer-memory-") as tmp,

@@ -23,8 +23,8 @@ from . import (
     films,
     pages,
     routing,
+    scheduler,
     security,
-    sending,
     subscriptions,
 )
 from .config import ConfigError, settings_from_environ
@@ -104,7 +104,7 @@ def register_features(app: Flask) -> None:
         pages,
         early_access,
         subscriptions,
-        sending,
+        scheduler,
         admin,
         api,
         embed,

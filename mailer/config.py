@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from apscheduler.triggers.cron import CronTrigger
 from limits import parse_many
 from sqlalchemy.engine import make_url
 
@@ -85,8 +86,6 @@ def _database_url(value: str) -> None:
 
 def _schedule(value: str) -> None:
     """Refuse what is not a cron expression (five fields, or six with seconds first)."""
-    from .scheduler import recurring_trigger  # late: the scheduler needs the whole package
-
     recurring_trigger(value, "UTC")
 
 
@@ -240,3 +239,20 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]
 def settings_from_environ(instance_path: Path) -> dict[str, Any]:
     """Settings from this process's environment."""
     return load_settings(os.environ, instance_path)
+
+
+def recurring_trigger(expression: str, timezone: str) -> CronTrigger:
+    """The cron schedule; a sixth leading field, if given, is seconds."""
+    fields = expression.split()
+    if len(fields) == 6:
+        second, minute, hour, day, month, day_of_week = fields
+        return CronTrigger(
+            second=second,
+            minute=minute,
+            hour=hour,
+            day=day,
+            month=month,
+            day_of_week=day_of_week,
+            timezone=timezone,
+        )
+    return CronTrigger.from_crontab(expression, timezone=timezone)

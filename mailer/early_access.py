@@ -13,16 +13,15 @@ from werkzeug.wrappers import Response
 
 from .extensions import db
 from .films import in_early_access, is_public
+from .journal import enqueue_early_access
 from .models import (
     Delivery,
     DeliveryKind,
     EarlyAccessOpen,
     Film,
-    Subscriber,
     SubscriberStatus,
     utcnow,
 )
-from .sending import _enqueue_for
 from .tokens import InvalidToken, Purpose, subscriber_for
 
 bp = Blueprint("early_access", __name__)
@@ -114,9 +113,7 @@ def send_alerts_now(film: Film, now: datetime) -> int:
     if film.early_access_alerted_at is None:
         film.early_access_alerted_at = now  # the worker then has nothing left to do for it
     db.session.flush()
-    return _enqueue_for(
-        DeliveryKind.EARLY_ACCESS, Subscriber.wants_early_access.is_(True), now, film_id=film.id
-    )
+    return enqueue_early_access(film.id, now)
 
 
 def alert_counts(film_id: int) -> dict[str, int]:

@@ -47,3 +47,13 @@ def _sqlite_write_ahead_log(dbapi_connection: Any, connection_record: Any) -> No
     """
     if isinstance(dbapi_connection, sqlite3.Connection):
         dbapi_connection.execute("PRAGMA journal_mode=WAL")
+
+
+def dialect_insert(table: Any) -> Any:
+    """The database's own INSERT, which knows ON CONFLICT (DO NOTHING / DO UPDATE)."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    if db.session.get_bind().dialect.name == "postgresql":
+        return pg_insert(table)
+    return sqlite_insert(table)

@@ -19,21 +19,14 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from flask import Flask, current_app
 from flask.cli import with_appcontext
-from sqlalchemy import or_, select
-from sqlalchemy.exc import IntegrityError
 
 from .backends import SenderMisconfigured, backend_from_url, get_backend
+from .config import recurring_trigger
+from .digests import compose_recurring_digest, finish_digests, start_due_digests
 from .extensions import db
-from .models import Digest, DigestFilm, DigestStatus, Film, utcnow
-from .sending import (
-    BatchStats,
-    Sender,
-    claim_batch,
-    count_due,
-    enqueue_early_access_alerts,
-    finish_digests,
-    start_due_digests,
-)
+from .journal import enqueue_early_access_alerts
+from .models import utcnow
+from .sending import BatchStats, Sender, claim_batch, count_due
 
 log = logging.getLogger("mailer.scheduler")
 
@@ -167,23 +160,6 @@ def tick(app: Flask, worker: str, alarm: SetupAlarm | None = None) -> None:
 # --- recurring digests --------------------------------------------------------------------------
 
 
-def recurring_trigger(expression: str, timezone: str) -> CronTrigger:
-    """The cron schedule; a sixth leading field, if given, is seconds."""
-    fields = expression.split()
-    if len(fields) == 6:
-        second, minute, hour, day, month, day_of_week = fields
-        return CronTrigger(
-            second=second,
-            minute=minute,
-            hour=hour,
-            day=day,
-            month=month,
-            day_of_week=day_of_week,
-            timezone=timezone,
-        )
-    return CronTrigger.from_crontab(expression, timezone=timezone)
-
-
 def latest_slot(trigger: CronTrigger, now: datetime, grace: float) -> datetime | None:
     """The last time the schedule fired at or before now, within the grace time."""
     slot: datetime | None = None
@@ -192,59 +168,6 @@ def latest_slot(trigger: CronTrigger, now: datetime, grace: float) -> datetime |
         slot = candidate
         candidate = trigger.get_next_fire_time(candidate, candidate + timedelta(microseconds=1))
     return slot
-
-
-def compose_recurring_digest(slot: datetime, now: datetime) -> Digest | None:
-    """Compose and schedule the digest of one period, once; None when done already or nothing new.
-
-    The period's key is unique in the database, so of two workers firing the same slot only one
-    can commit a digest; the other's insert fails and is rolled back.
-    """
-    period_key = slot.astimezone(UTC).isoformat(timespec="seconds")
-    if db.session.scalar(select(Digest.id).where(Digest.period_key == period_key)) is not None:
-        log.info("recurring digest %s: already composed", period_key)
-        return None
-    last = db.session.scalar(
-        select(Digest)
-        .where(Digest.period_key.is_not(None))
-        .order_by(Digest.created_at.desc(), Digest.id.desc())
-        .limit(1)
-    )
-    today = now.astimezone(UTC).date()
-    query = select(Film).where(Film.created_at <= now)
-    if last is not None:
-        featured = select(DigestFilm.film_id).where(DigestFilm.digest_id == last.id)
-        query = query.where(
-            or_(
-                Film.created_at > last.created_at,
-                Film.release_date.between(last.created_at.date(), today),
-            ),
-            Film.id.not_in(featured),
-        )
-    films = db.session.scalars(query.order_by(Film.created_at, Film.id)).all()
-    if not films:
-        log.info("recurring digest %s: nothing new since the last one, skipped", period_key)
-        return None
-    digest = Digest(
-        subject=f"New documentaries: {slot.strftime('%d %B %Y')}",
-        period_key=period_key,
-        status=DigestStatus.SCHEDULED,
-        send_at=now,
-        created_at=now,
-        updated_at=now,
-    )
-    digest.films = [DigestFilm(film_id=film.id, position=i) for i, film in enumerate(films)]
-    db.session.add(digest)
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        log.info("recurring digest %s: composed by another worker", period_key)
-        return None
-    log.info(
-        "digest %s: composed for %s with %d films -> scheduled", digest.id, period_key, len(films)
-    )
-    return digest
 
 
 def compose_due(app: Flask, trigger: CronTrigger) -> None:
@@ -383,3 +306,9 @@ def deliver_command() -> None:
         f"{total.sent} sent, {total.retried} to retry, {total.failed} failed, "
         f"{total.skipped} skipped"
     )
+
+
+def init_app(app: Flask) -> None:
+    """Register the `mailer worker` and `mailer deliver` commands."""
+    app.cli.add_command(worker_command)
+    app.cli.add_command(deliver_command)

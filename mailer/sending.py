@@ -1,44 +1,32 @@
-"""The delivery journal: enqueue, claim, send, retry and finish; the digest lifecycle."""
+"""The sending engine: claim due deliveries, send them at the set rate, journal each outcome."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import random
-import secrets
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import Flask, current_app
+from flask import current_app
 from sqlalchemy import (
     ColumnElement,
     Table,
     and_,
     bindparam,
     case,
-    cast,
-    event,
-    exists,
     func,
-    literal,
     literal_column,
     or_,
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Engine
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import String
 
 from . import emails
+from .address_hash import email_hash
 from .backends import (
     Backend,
     Message,
@@ -47,13 +35,14 @@ from .backends import (
     SenderMisconfigured,
     TemporaryFailure,
 )
-from .extensions import db
+from .digests import pause_digests_of, pause_for_error
+from .extensions import db, dialect_insert
+from .journal import message_id_sql, refusal
 from .models import (
     DUE_DIGEST,
     DUE_MAIL,
     LEASED,
     Delivery,
-    DeliveryCount,
     DeliveryKind,
     DeliveryStatus,
     Digest,
@@ -61,16 +50,14 @@ from .models import (
     Film,
     SendPace,
     Subscriber,
-    SubscriberStatus,
     Suppression,
     SuppressionReason,
     UTCDateTime,
 )
+from .suppressions import suppress
 
 log = logging.getLogger("mailer.sending")
 
-# Deliveries still to be sent: a digest is finished only when none of its rows is in these.
-OPEN_STATUSES = (DeliveryStatus.QUEUED, DeliveryStatus.CLAIMED)
 # Retries never wait longer than this between two attempts.
 MAX_RETRY_DELAY = 6 * 3600.0
 # A group of deliveries is re-checked, sent and journaled in one transaction, so a crash can
@@ -83,388 +70,6 @@ GROUP_SECONDS = 0.05
 GROUP_FIRST = 5
 GROUP_MIN = 1
 GROUP_MAX = 10
-
-
-# --- errors -------------------------------------------------------------------------------------
-
-
-class InvalidTransition(Exception):
-    """A digest cannot move from its current status to the one asked for."""
-
-    def __init__(self, digest: Digest, action: str) -> None:
-        super().__init__(f"digest {digest.id} is {digest.status}; it cannot be {action}")
-        self.digest_id = digest.id
-        self.status = digest.status
-        self.action = action
-
-
-class SendTimePassed(ValueError):
-    """A digest cannot be scheduled for a time that has already passed."""
-
-    def __init__(self) -> None:
-        super().__init__("That time has passed: choose a later one, or send now.")
-
-
-# --- suppression hashes -------------------------------------------------------------------------
-
-
-def normalise_address(address: str) -> str:
-    """The form of an address that suppression hashes are taken of."""
-    return address.strip().lower()
-
-
-def email_hash(address: str) -> str:
-    """The suppression-list key of an address: hex SHA-256 of its normalised form."""
-    return hashlib.sha256(normalise_address(address).encode("utf-8")).hexdigest()
-
-
-class sql_email_hash(FunctionElement[str]):
-    """email_hash() computed by the database, so eligibility stays one set-based query."""
-
-    type = String()
-    inherit_cache = True
-
-
-@compiles(sql_email_hash, "postgresql")
-def _email_hash_postgresql(element: sql_email_hash, compiler: Any, **kw: Any) -> str:
-    """PostgreSQL: sha256() of the lower-cased, trimmed address, as hex."""
-    arg = compiler.process(element.clauses, **kw)
-    return f"encode(sha256(convert_to(lower(btrim({arg})), 'UTF8')), 'hex')"
-
-
-@compiles(sql_email_hash, "sqlite")
-def _email_hash_sqlite(element: sql_email_hash, compiler: Any, **kw: Any) -> str:
-    """SQLite: a Python function registered on every connection."""
-    return f"mailer_email_hash({compiler.process(element.clauses, **kw)})"
-
-
-@event.listens_for(Engine, "connect")
-def _register_sqlite_functions(dbapi_connection: Any, connection_record: Any) -> None:
-    """Give SQLite connections the functions our queries use."""
-    if isinstance(dbapi_connection, sqlite3.Connection):
-        dbapi_connection.create_function(
-            "mailer_email_hash",
-            1,
-            lambda value: None if value is None else email_hash(value),
-            deterministic=True,
-        )
-
-
-def _not_suppressed() -> ColumnElement[bool]:
-    """The subscriber's address is not on the suppression list."""
-    return ~exists().where(Suppression.email_hash == sql_email_hash(Subscriber.email))
-
-
-def is_suppressed(address: str) -> bool:
-    """Whether an address is on the suppression list."""
-    found = db.session.scalar(
-        select(Suppression.id).where(Suppression.email_hash == email_hash(address))
-    )
-    return found is not None
-
-
-def suppress(address: str, reason: SuppressionReason, now: datetime, note: str = "") -> None:
-    """Put an address on the suppression list (once; a second call changes nothing)."""
-    stmt = (
-        _insert(Suppression.__table__)
-        .values(
-            email_hash=email_hash(address),
-            email=normalise_address(address),
-            reason=reason,
-            note=note[:2000],
-            created_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["email_hash"])
-    )
-    db.session.execute(stmt)
-
-
-def _insert(table: Any) -> Any:
-    """The dialect's INSERT, which knows ON CONFLICT DO NOTHING."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        return pg_insert(table)
-    return sqlite_insert(table)
-
-
-# --- enqueueing ---------------------------------------------------------------------------------
-
-
-def queue_message(
-    kind: DeliveryKind,
-    subscriber: Subscriber | None,
-    now: datetime,
-    *,
-    to_address: str | None = None,
-    digest_id: int | None = None,
-) -> Delivery:
-    """Journal one message for the worker to send; the caller commits with its own changes."""
-    delivery = Delivery(
-        kind=kind,
-        subscriber_id=subscriber.id if subscriber is not None else None,
-        to_address=to_address,
-        digest_id=digest_id,
-        next_attempt_at=now,
-        created_at=now,
-    )
-    db.session.add(delivery)
-    return delivery
-
-
-def skip_pending_for(subscriber_id: int, reason: str) -> int:
-    """Mark every not-yet-sent delivery to a subscriber as skipped; return how many."""
-    result = db.session.execute(
-        update(Delivery)
-        .where(
-            Delivery.subscriber_id == subscriber_id,
-            Delivery.status == DeliveryStatus.QUEUED,
-        )
-        .values(status=DeliveryStatus.SKIPPED, last_error=reason)
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-
-def _enqueue_for(
-    kind: DeliveryKind,
-    topic: ColumnElement[bool],
-    now: datetime,
-    *,
-    digest_id: int | None = None,
-    film_id: int | None = None,
-) -> int:
-    """One INSERT … SELECT … ON CONFLICT DO NOTHING of a delivery per eligible subscriber."""
-    columns = [
-        "kind",
-        "status",
-        "digest_id",
-        "film_id",
-        "subscriber_id",
-        "attempts",
-        "next_attempt_at",
-        "created_at",
-        "last_error",
-    ]
-    eligible = select(
-        literal(str(kind), String()),
-        literal(str(DeliveryStatus.QUEUED), String()),
-        literal(digest_id, db.Integer()),
-        literal(film_id, db.Integer()),
-        Subscriber.id,
-        literal(0, db.Integer()),
-        literal(now, UTCDateTime()),
-        literal(now, UTCDateTime()),
-        literal("", String()),
-    ).where(Subscriber.status == SubscriberStatus.CONFIRMED, topic, _not_suppressed())
-    # The unique keys behind ON CONFLICT (see models.Delivery); the alerts' one is partial.
-    insert = _insert(Delivery.__table__).from_select(columns, eligible)
-    if digest_id is not None:
-        insert = insert.on_conflict_do_nothing(index_elements=["subscriber_id", "digest_id"])
-    else:
-        insert = insert.on_conflict_do_nothing(
-            index_elements=["film_id", "subscriber_id"], index_where=Delivery.film_id.is_not(None)
-        )
-    stmt = (
-        insert
-        # Drivers report an INSERT's row count only when asked to keep it.
-        .execution_options(preserve_rowcount=True)
-    )
-    result = db.session.execute(stmt)
-    return max(int(result.rowcount or 0), 0)  # type: ignore[attr-defined]
-
-
-def enqueue_digest(digest_id: int, now: datetime) -> int:
-    """Queue the digest for every eligible subscriber; return how many rows were added."""
-    return _enqueue_for(
-        DeliveryKind.DIGEST, Subscriber.wants_digest.is_(True), now, digest_id=digest_id
-    )
-
-
-def enqueue_early_access_alerts(now: datetime) -> int:
-    """Queue alerts for films whose early access opened; each film is claimed by one worker."""
-    today = now.astimezone(UTC).date()
-    film_ids = db.session.scalars(
-        select(Film.id).where(
-            Film.early_access_at <= now,
-            Film.early_access_alerted_at.is_(None),
-            Film.release_date > today,
-        )
-    ).all()
-    total = 0
-    for film_id in film_ids:
-        # Compare-and-set: only the worker whose UPDATE hits the row enqueues the alerts.
-        claimed = db.session.execute(
-            update(Film)
-            .where(Film.id == film_id, Film.early_access_alerted_at.is_(None))
-            .values(early_access_alerted_at=now)
-        )
-        if not claimed.rowcount:  # type: ignore[attr-defined]
-            db.session.rollback()
-            continue
-        added = _enqueue_for(
-            DeliveryKind.EARLY_ACCESS,
-            Subscriber.wants_early_access.is_(True),
-            now,
-            film_id=film_id,
-        )
-        db.session.commit()
-        log.info("film %s: early access opened, %d alerts queued", film_id, added)
-        total += added
-    return total
-
-
-# --- digest lifecycle ---------------------------------------------------------------------------
-
-
-def _move(digest: Digest, new: DigestStatus, now: datetime, note: str = "") -> None:
-    """Change a digest's status and say so in the log."""
-    old = digest.status
-    digest.status = new
-    digest.updated_at = now
-    log.info("digest %s: %s -> %s%s", digest.id, old, new, f" ({note})" if note else "")
-
-
-def schedule_digest(digest: Digest, send_at: datetime | None, now: datetime) -> None:
-    """Schedule a draft (or reschedule a scheduled) digest for send_at, or now when None.
-
-    A time that has passed is refused, not taken as now: the admin form and the API share
-    this one rule, and "now" is asked for by giving no time.
-    """
-    if digest.status not in (DigestStatus.DRAFT, DigestStatus.SCHEDULED):
-        raise InvalidTransition(digest, "scheduled")
-    if send_at is not None and send_at <= now:
-        raise SendTimePassed
-    digest.send_at = send_at or now
-    _move(digest, DigestStatus.SCHEDULED, now, f"send at {digest.send_at.isoformat()}")
-
-
-def pause_digest(digest: Digest, reason: str, now: datetime) -> None:
-    """Stop a scheduled or sending digest; queued deliveries wait, the reason is shown."""
-    if digest.status not in (DigestStatus.SCHEDULED, DigestStatus.SENDING, DigestStatus.PAUSED):
-        raise InvalidTransition(digest, "paused")
-    digest.pause_reason = reason
-    _move(digest, DigestStatus.PAUSED, now, reason)
-
-
-def resume_digest(digest: Digest, now: datetime) -> None:
-    """Carry on with a paused digest where it stopped."""
-    if digest.status != DigestStatus.PAUSED:
-        raise InvalidTransition(digest, "resumed")
-    digest.pause_reason = ""
-    _move(
-        digest,
-        DigestStatus.SENDING if digest.started_at is not None else DigestStatus.SCHEDULED,
-        now,
-    )
-
-
-def cancel_digest(digest: Digest, now: datetime) -> int:
-    """Cancel a digest that is not finished; its queued deliveries are skipped (returned)."""
-    if digest.status in (DigestStatus.SENT, DigestStatus.CANCELLED):
-        raise InvalidTransition(digest, "cancelled")
-    skipped = db.session.execute(
-        update(Delivery)
-        .where(Delivery.digest_id == digest.id, Delivery.status == DeliveryStatus.QUEUED)
-        .values(status=DeliveryStatus.SKIPPED, last_error="digest cancelled")
-    )
-    digest.finished_at = now
-    _move(digest, DigestStatus.CANCELLED, now)
-    return int(skipped.rowcount or 0)  # type: ignore[attr-defined]
-
-
-def digest_counts(digest_id: int) -> dict[str, int]:
-    """A digest's deliveries in each status (every status present); test sends are not counted."""
-    counts = {str(status): 0 for status in DeliveryStatus}
-    if db.session.get_bind().dialect.name == "postgresql":
-        # Kept up to date by the database's triggers (see models.DeliveryCount).
-        rows = db.session.execute(
-            select(DeliveryCount.status, DeliveryCount.count).where(
-                DeliveryCount.digest_id == digest_id
-            )
-        )
-    else:
-        rows = db.session.execute(
-            select(Delivery.status, func.count())
-            .where(Delivery.digest_id == digest_id, Delivery.kind != DeliveryKind.TEST)
-            .group_by(Delivery.status)
-        )
-    for status, count in rows:
-        counts[status] = int(count)
-    return counts
-
-
-def start_due_digests(now: datetime) -> list[int]:
-    """Start every scheduled digest whose time has come: enqueue it and mark it sending."""
-    started: list[int] = []
-    due = db.session.scalars(
-        select(Digest.id).where(Digest.status == DigestStatus.SCHEDULED, Digest.send_at <= now)
-    ).all()
-    for digest_id in due:
-        # Compare-and-set, so two workers never start (and enqueue) the same digest twice.
-        moved = db.session.execute(
-            update(Digest)
-            .where(Digest.id == digest_id, Digest.status == DigestStatus.SCHEDULED)
-            .values(status=DigestStatus.SENDING, started_at=now, updated_at=now)
-        )
-        if not moved.rowcount:  # type: ignore[attr-defined]
-            db.session.rollback()
-            continue
-        queued = enqueue_digest(digest_id, now)
-        db.session.commit()
-        log.info("digest %s: scheduled -> sending (%d deliveries queued)", digest_id, queued)
-        started.append(digest_id)
-    return started
-
-
-def finish_digests(now: datetime) -> list[int]:
-    """Mark sent every sending digest that has no delivery left queued or claimed."""
-    still_open = exists().where(Delivery.digest_id == Digest.id, Delivery.status.in_(OPEN_STATUSES))
-    candidates = db.session.scalars(
-        select(Digest.id).where(Digest.status == DigestStatus.SENDING, ~still_open)
-    ).all()
-    finished: list[int] = []
-    for digest_id in candidates:
-        moved = db.session.execute(
-            update(Digest)
-            .where(Digest.id == digest_id, Digest.status == DigestStatus.SENDING, ~still_open)
-            .values(status=DigestStatus.SENT, finished_at=now, updated_at=now)
-        )
-        db.session.commit()
-        if moved.rowcount:  # type: ignore[attr-defined]
-            counts = digest_counts(digest_id)
-            log.info(
-                "digest %s: sending -> sent (%d sent, %d failed, %d skipped)",
-                digest_id,
-                counts[DeliveryStatus.SENT],
-                counts[DeliveryStatus.FAILED],
-                counts[DeliveryStatus.SKIPPED],
-            )
-            finished.append(digest_id)
-    return finished
-
-
-def _pause_for_error(digest_id: int, reason: str, now: datetime) -> None:
-    """Pause a digest because our side is failing; nobody is blamed."""
-    moved = db.session.execute(
-        update(Digest)
-        .where(
-            Digest.id == digest_id,
-            Digest.status.in_((DigestStatus.SENDING, DigestStatus.SCHEDULED)),
-        )
-        .values(status=DigestStatus.PAUSED, pause_reason=reason[:2000], updated_at=now)
-    )
-    if moved.rowcount:  # type: ignore[attr-defined]
-        log.warning("digest %s: sending -> paused (%s)", digest_id, reason)
-
-
-def _pause_digests_of(ids: Sequence[int], reason: str, now: datetime) -> None:
-    """Pause every digest that some of these deliveries belong to."""
-    digest_ids = db.session.scalars(
-        select(Delivery.digest_id)
-        .where(Delivery.id.in_(list(ids)), Delivery.kind == DeliveryKind.DIGEST)
-        .distinct()
-    ).all()
-    for digest_id in digest_ids:
-        if digest_id is not None:
-            _pause_for_error(digest_id, reason, now)
 
 
 # --- claiming -----------------------------------------------------------------------------------
@@ -519,7 +124,7 @@ def claim_batch(worker: str, now: datetime, limit: int, lease_seconds: float) ->
     reuses it.
     """
     lease_until = now + timedelta(seconds=lease_seconds)
-    message_id = _message_id_sql()
+    message_id = message_id_sql(emails.from_address()[1].rpartition("@")[2])
     claimed: list[int] = []
     for branch, order in _due_branches(now):
         wanted_count = limit - len(claimed)
@@ -558,20 +163,6 @@ def _live_digest() -> ColumnElement[bool]:
     return or_(
         Delivery.kind != DeliveryKind.DIGEST,
         Delivery.digest_id.in_(select(Digest.id).where(Digest.status == DigestStatus.SENDING)),
-    )
-
-
-def _message_id_sql() -> ColumnElement[str]:
-    """The Message-ID a claimed row keeps: its own if it has one, else a new unique one.
-
-    Like email.utils.make_msgid (time, process, randomness), with the row's id to make each one
-    of the batch unique.
-    """
-    domain = emails.from_address()[1].rpartition("@")[2] or "localhost"
-    prefix = f"<{int(time.time() * 100)}.{os.getpid()}.{secrets.randbelow(10**12)}.d"
-    return func.coalesce(
-        Delivery.message_id,
-        literal(prefix, String()) + cast(Delivery.id, String()) + literal(f"@{domain}>", String()),
     )
 
 
@@ -650,7 +241,7 @@ class SendRate:
         step = round(self.interval * 1e6)
         now = round(self.clock() * 1e6)
         db.session.execute(
-            _insert(SendPace.__table__)
+            dialect_insert(SendPace.__table__)
             .values(id=1, next_slot_us=now)
             .on_conflict_do_nothing(index_elements=["id"])
         )
@@ -845,13 +436,10 @@ def _skip_reason(job: Job, reader: Reader | None, group: _Group, now: datetime) 
     if job.kind in BULK_KINDS:
         if reader is None:
             return "subscriber deleted"
-        if reader.status != SubscriberStatus.CONFIRMED:
-            return f"subscriber {reader.status}"
-        if job.kind == DeliveryKind.DIGEST and not reader.wants_digest:
-            return "digests turned off"
+        refused = refusal(job.kind, reader)
+        if refused:
+            return refused
         if job.kind == DeliveryKind.EARLY_ACCESS:
-            if not reader.wants_early_access:
-                return "early-access alerts turned off"
             film = group.films.get(job.film_id) if job.film_id else None
             today = now.astimezone(UTC).date()
             if film is None or film.release_date is None or film.release_date <= today:
@@ -1017,7 +605,7 @@ class Sender:
             # The server refuses us before any message (e.g. the login): nothing can go out
             # until someone fixes the setup, so the digests wait and the caller is told.
             db.session.rollback()
-            _pause_digests_of(remaining, f"the mail server refused us: {exc}", self.clock())
+            pause_digests_of(remaining, f"the mail server refused us: {exc}", self.clock())
             db.session.commit()
             raise
         finally:
@@ -1104,7 +692,7 @@ class Sender:
             self.backend.send(message)
         except PermanentFailure as exc:
             self.connection_errors = 0
-            suppress(message.recipients[0], SuppressionReason.HARD_BOUNCE, now, str(exc))
+            suppress(message.recipients[0], SuppressionReason.HARD_BOUNCE, now, note=str(exc))
             group.suppressed.add(email_hash(message.recipients[0]))
             outcomes.finish(job, DeliveryStatus.FAILED, str(exc))
             stats.failed += 1
@@ -1117,7 +705,7 @@ class Sender:
             if job.kind != DeliveryKind.DIGEST or job.digest_id is None:
                 self._retry(job, now, str(exc), stats, outcomes)
                 return
-            _pause_for_error(job.digest_id, f"the mail server refused us: {exc}", now)
+            pause_for_error(job.digest_id, f"the mail server refused us: {exc}", now)
             outcomes.requeue(job, str(exc))
             stats.released += 1
             raise StopBatch(str(exc)) from exc
@@ -1169,7 +757,7 @@ class Sender:
             f"{self.message_refusals} messages in a row refused by the mail server; last: {error}"
         )
         self.message_refusals = 0
-        _pause_for_error(job.digest_id, reason, now)
+        pause_for_error(job.digest_id, reason, now)
         raise StopBatch(reason)
 
     def _connection_error(self, delivery_id: int | None, error: str) -> None:
@@ -1182,7 +770,7 @@ class Sender:
             )
         )
         if digest_id is not None:
-            _pause_for_error(
+            pause_for_error(
                 digest_id,
                 f"{self.connection_errors} connection errors in a row; last: {error}",
                 self.clock(),
@@ -1200,11 +788,3 @@ class Sender:
         delay = timedelta(seconds=retry_delay(job.attempts, self.retry_base))
         outcomes.retry(job, error, now + delay)
         stats.retried += 1
-
-
-def init_app(app: Flask) -> None:
-    """Register the `mailer worker` and `mailer deliver` commands."""
-    from .scheduler import deliver_command, worker_command
-
-    app.cli.add_command(worker_command)
-    app.cli.add_command(deliver_command)

@@ -15,7 +15,8 @@ from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from sqlalchemy import bindparam, delete, exists, func, literal, select, update
 
-from . import sending
+from . import journal
+from .address_hash import email_hash
 from .extensions import db
 from .models import (
     EMAIL_MAX,
@@ -30,7 +31,7 @@ from .models import (
     Suppression,
     SuppressionReason,
 )
-from .sending import email_hash, is_suppressed
+from .suppressions import is_suppressed, suppress
 from .tokens import ExpiredToken, InvalidToken, Purpose, new_nonce, read_token, subscriber_for
 
 log = logging.getLogger(__name__)
@@ -199,48 +200,6 @@ def _standing(address: str) -> tuple[Subscriber | None, bool]:
     return subscriber, bool(suppressed)
 
 
-class SuppressionInvalid(ValueError):
-    """A suppression that cannot be stored; ``errors`` maps each bad field to what is wrong."""
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        """Keep the field errors."""
-        super().__init__("; ".join(f"{name}: {message}" for name, message in errors.items()))
-        self.errors = errors
-
-
-def suppress(email: str, reason: SuppressionReason, note: str, now: datetime) -> Suppression:
-    """Put a normalised address on the suppression list and skip mail still queued to it."""
-    entry = db.session.scalar(
-        select(Suppression).where(Suppression.email_hash == email_hash(email))
-    )
-    keep_address = None if reason == SuppressionReason.ERASED else email
-    if entry is None:
-        entry = Suppression(
-            email_hash=email_hash(email), email=keep_address, reason=reason, note=note,
-            created_at=now,
-        )  # fmt: skip
-        db.session.add(entry)
-    elif reason == SuppressionReason.ERASED:
-        # Erasure outranks any earlier reason: the address itself must go.
-        entry.reason, entry.email, entry.note = reason, None, note
-    subscriber = find_subscriber(email)
-    if subscriber is not None:
-        sending.skip_pending_for(subscriber.id, f"suppressed: {reason}")
-    return entry
-
-
-def unsuppress(entry: Suppression, why: str, by: str) -> None:
-    """Take an address off the suppression list, logging who did it and why."""
-    why = why.strip()
-    if not why:
-        raise SuppressionInvalid({"why": "is required: say why the address may be mailed again"})
-    log.info(
-        "suppression %s (%s) removed by %s: %s", entry.id, entry.reason, by, why.replace("\n", " ")
-    )
-    db.session.delete(entry)
-    db.session.flush()
-
-
 def _resend_due(subscriber: Subscriber, now: datetime) -> bool:
     interval = timedelta(seconds=int(current_app.config["MAILER_CONFIRM_RESEND_INTERVAL"]))
     sent = subscriber.confirmation_sent_at
@@ -249,7 +208,7 @@ def _resend_due(subscriber: Subscriber, now: datetime) -> bool:
 
 def _queue_confirmation(subscriber: Subscriber, now: datetime) -> None:
     subscriber.confirmation_sent_at = now
-    sending.queue_message(DeliveryKind.CONFIRMATION, subscriber, now)
+    journal.queue_message(DeliveryKind.CONFIRMATION, subscriber, now)
 
 
 def _notice_due(subscriber: Subscriber, now: datetime) -> bool:
@@ -294,7 +253,7 @@ def subscribe(
     if subscriber.status == SubscriberStatus.CONFIRMED:
         # Topics stay as the subscriber set them: anyone can type an address into the form.
         if _notice_due(subscriber, now):
-            sending.queue_message(DeliveryKind.ALREADY_SUBSCRIBED, subscriber, now)
+            journal.queue_message(DeliveryKind.ALREADY_SUBSCRIBED, subscriber, now)
         return
     coming_back = subscriber.status == SubscriberStatus.UNSUBSCRIBED
     if coming_back:
@@ -344,7 +303,7 @@ def confirm(subscriber: Subscriber, consent: ConsentContext, now: datetime) -> N
         now,
         topics=[str(t) for t in topics_of(subscriber)],
     )
-    sending.queue_message(DeliveryKind.WELCOME, subscriber, now)
+    journal.queue_message(DeliveryKind.WELCOME, subscriber, now)
 
 
 def unsubscribe(subscriber: Subscriber, now: datetime, consent: ConsentContext | None) -> None:
@@ -356,7 +315,7 @@ def unsubscribe(subscriber: Subscriber, now: datetime, consent: ConsentContext |
     subscriber.unsubscribed_at = now
     subscriber.pending_email = None
     subscriber.nonce = new_nonce()
-    sending.skip_pending_for(subscriber.id, "unsubscribed")
+    journal.skip_pending_for(subscriber.id, "unsubscribed")
     _record(subscriber, ConsentAction.UNSUBSCRIBE, consent, now)
 
 
@@ -413,7 +372,7 @@ def request_address_change(
     _record(subscriber, ConsentAction.ADDRESS_CHANGE, consent, now, requested=address)
     # A suppressed address is never mailed; the requester is told nothing either way.
     if not is_suppressed(address):
-        sending.queue_message(
+        journal.queue_message(
             DeliveryKind.ADDRESS_CONFIRMATION, subscriber, now, to_address=address
         )
 
@@ -432,7 +391,7 @@ def confirm_address_change(subscriber: Subscriber, consent: ConsentContext, now:
     subscriber.pending_email = None
     subscriber.nonce = new_nonce()
     _record(subscriber, ConsentAction.ADDRESS_CHANGE, consent, now, confirmed=new)
-    sending.queue_message(DeliveryKind.ADDRESS_CHANGED, subscriber, now, to_address=old)
+    journal.queue_message(DeliveryKind.ADDRESS_CHANGED, subscriber, now, to_address=old)
     return new
 
 
@@ -494,8 +453,10 @@ def export_data(subscriber: Subscriber) -> dict[str, Any]:
 
 def erase(subscriber: Subscriber, now: datetime) -> None:
     """Delete a subscriber's personal data; keep only a hash so no import can re-add the address."""
-    suppress(subscriber.email, SuppressionReason.ERASED, "erased at the subscriber's request", now)
-    sending.skip_pending_for(subscriber.id, "erased")
+    suppress(
+        subscriber.email, SuppressionReason.ERASED, now, note="erased at the subscriber's request"
+    )
+    journal.skip_pending_for(subscriber.id, "erased")
     # Delivery rows stay for the digests' counts, with nothing left that names the person.
     db.session.execute(
         update(Delivery)

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from mailer.backends import backend_from_url
 from mailer.digests import create_digest
 from mailer.extensions import db
+from mailer.journal import digest_counts
 from mailer.models import (
     Admin,
     Delivery,
@@ -26,7 +27,6 @@ from mailer.models import (
     Subscriber,
     SubscriberStatus,
 )
-from mailer.sending import digest_counts
 from tests.conftest import ADMIN_EMAIL, admin_csrf
 
 HOSTILE_MARKDOWN = (

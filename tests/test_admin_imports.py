@@ -21,7 +21,7 @@ from mailer.models import (
     SubscriberStatus,
     SuppressionReason,
 )
-from mailer.subscribers import suppress
+from mailer.suppressions import suppress
 from tests.conftest import ADMIN_EMAIL, admin_csrf, csrf_token_from
 
 
@@ -134,7 +134,7 @@ def test_import_maps_columns_sends_confirmations_and_reports(
 ) -> None:
     _add(app, "already@example.org")
     with app.app_context():
-        suppress("bounced@example.org", SuppressionReason.HARD_BOUNCE, "", datetime.now(UTC))
+        suppress("bounced@example.org", SuppressionReason.HARD_BOUNCE, datetime.now(UTC))
         db.session.commit()
     content = (
         "\ufeffName,E-mail address,Lists\r\n"
@@ -257,7 +257,7 @@ def test_semicolon_files_and_suppressed_erased_addresses(
     app: Flask, admin_client: FlaskClient
 ) -> None:
     with app.app_context():
-        suppress("erased@example.org", SuppressionReason.ERASED, "", datetime.now(UTC))
+        suppress("erased@example.org", SuppressionReason.ERASED, datetime.now(UTC))
         db.session.commit()
     content = b"Email;Topics\nerased@example.org;digest\nnew@example.org;digest|early-access\n"
     fields = _mapping(_upload(admin_client, content).get_data(as_text=True))

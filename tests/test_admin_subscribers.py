@@ -269,7 +269,7 @@ def test_suppress_an_address_and_remove_it_with_reasons(app, admin_client, caplo
     )
     assert no_reason.status_code == 400
     assert "say why the address may be mailed again" in no_reason.get_data(as_text=True)
-    with caplog.at_level("INFO", logger="mailer.subscribers"):
+    with caplog.at_level("INFO", logger="mailer.suppressions"):
         removed = admin_client.post(
             f"/admin/suppressions/{entry_id}/delete",
             data={"csrf_token": admin_csrf(admin_client), "why": "added by mistake"},

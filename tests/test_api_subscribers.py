@@ -9,6 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from mailer.address_hash import email_hash
 from mailer.api.tokens import create_api_token
 from mailer.extensions import db
 from mailer.models import (
@@ -21,7 +22,7 @@ from mailer.models import (
     Suppression,
     SuppressionReason,
 )
-from mailer.subscribers import email_hash, suppress
+from mailer.suppressions import suppress
 from tests.factories import assert_error
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -97,7 +98,7 @@ def test_every_kind_of_address_gets_the_same_answer(app, client, auth) -> None:
     add(app, "pending@example.org", SubscriberStatus.PENDING)
     add(app, "left@example.org", SubscriberStatus.UNSUBSCRIBED)
     with app.app_context():
-        suppress("blocked@example.org", SuppressionReason.COMPLAINT, "", NOW)
+        suppress("blocked@example.org", SuppressionReason.COMPLAINT, NOW)
         db.session.commit()
     answers = {
         email: subscribe(client, auth, email=email)

@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from mailer.early_access import AlertsNotOpen, alert_counts, send_alerts_now
 from mailer.extensions import db
+from mailer.journal import enqueue_early_access_alerts
 from mailer.models import (
     Delivery,
     DeliveryKind,
@@ -18,7 +19,7 @@ from mailer.models import (
     SuppressionReason,
     utcnow,
 )
-from mailer.sending import enqueue_early_access_alerts, suppress
+from mailer.suppressions import suppress
 from mailer.tokens import Purpose, make_token, new_nonce
 from tests.conftest import admin_csrf
 

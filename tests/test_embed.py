@@ -26,8 +26,9 @@ from mailer.models import (
     SubscriberStatus,
     SuppressionReason,
 )
-from mailer.subscribers import ConsentContext, confirm, find_subscriber, subscribe, suppress
+from mailer.subscribers import ConsentContext, confirm, find_subscriber, subscribe
 from mailer.subscribers import unsubscribe as unsubscribe_address
+from mailer.suppressions import suppress
 from tests.conftest import admin_csrf, csrf_token_from
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -213,7 +214,7 @@ def _prepare(app, email: str, state: str) -> None:
     """An address in the named state, made through the domain functions."""
     with app.app_context():
         if state == "suppressed":
-            suppress(email, SuppressionReason.COMPLAINT, "", NOW)
+            suppress(email, SuppressionReason.COMPLAINT, NOW)
         elif state != "new":
             subscribe(email, ["digest"], ConsentContext(), NOW)
             sub = find_subscriber(email)

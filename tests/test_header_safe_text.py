@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from mailer.api.tokens import create_api_token
 from mailer.extensions import db
+from mailer.journal import queue_message
 from mailer.models import (
     Delivery,
     DeliveryKind,
@@ -27,7 +28,7 @@ from mailer.models import (
     Film,
     Subscriber,
 )
-from mailer.sending import Sender, claim_batch, queue_message
+from mailer.sending import Sender, claim_batch
 from mailer.text_rules import line_problem
 from tests.conftest import admin_csrf
 from tests.factories import add_digest, add_subscribers, assert_error

@@ -19,8 +19,9 @@ from flask.testing import FlaskClient
 
 from mailer.emails import link_target, preview_digest, render_markdown
 from mailer.extensions import db
+from mailer.journal import queue_message
 from mailer.models import DeliveryKind, Digest, DigestStatus
-from mailer.sending import Sender, claim_batch, queue_message
+from mailer.sending import Sender, claim_batch
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 WORDS = "Words kept"

@@ -10,9 +10,11 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
+from mailer.config import recurring_trigger
+from mailer.digests import compose_recurring_digest
 from mailer.extensions import db
 from mailer.models import Digest, DigestFilm, DigestStatus, Film, utcnow
-from mailer.scheduler import compose_recurring_digest, latest_slot, recurring_trigger
+from mailer.scheduler import latest_slot
 from tests.factories import Workers, wait_until
 from tests.smtp_server import ScriptedSMTPServer
 
@@ -40,7 +42,7 @@ def test_latest_slot_follows_the_cron_schedule_in_its_time_zone() -> None:
 def test_a_period_is_composed_once_with_only_new_films(
     app: Flask, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="mailer.scheduler")
+    caplog.set_level(logging.INFO, logger="mailer.digests")
     with app.app_context():
         old = add_film("old-one", SLOT - timedelta(days=20))
         first = compose_recurring_digest(SLOT - timedelta(days=7), SLOT - timedelta(days=7))

@@ -9,9 +9,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from mailer.api.tokens import create_api_token
+from mailer.digests import SendTimePassed, schedule_digest
 from mailer.extensions import db
 from mailer.models import Digest, DigestStatus
-from mailer.sending import SendTimePassed, schedule_digest
 from tests.conftest import admin_csrf
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 
 import mailer.config
 from mailer.extensions import db
+from mailer.journal import queue_message
 from mailer.models import (
     Delivery,
     DeliveryKind,
@@ -26,7 +27,6 @@ from mailer.models import (
     Suppression,
     utcnow,
 )
-from mailer.sending import queue_message
 from tests.factories import add_digest, add_subscribers, wait_until
 from tests.smtp_server import ScriptedSMTPServer
 

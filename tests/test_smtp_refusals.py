@@ -20,9 +20,11 @@ from mailer.backends import (
     backend_from_url,
 )
 from mailer.backends.smtp import Stage, classify
+from mailer.digests import finish_digests
 from mailer.extensions import db
+from mailer.journal import enqueue_digest
 from mailer.models import Delivery, DeliveryStatus, Digest, DigestStatus, Suppression
-from mailer.sending import Sender, claim_batch, enqueue_digest, finish_digests
+from mailer.sending import Sender, claim_batch
 from tests.factories import add_digest, add_subscribers
 from tests.smtp_server import ScriptedSMTPServer
 

@@ -9,8 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
+from mailer.address_hash import email_hash
 from mailer.emails import RenderCache, render_delivery
 from mailer.extensions import db
+from mailer.journal import queue_message
 from mailer.models import (
     ConsentAction,
     ConsentEvent,
@@ -22,7 +24,6 @@ from mailer.models import (
     Suppression,
     SuppressionReason,
 )
-from mailer.sending import queue_message
 from mailer.subscribers import (
     CONSENT_TEXT,
     AddressSuppressed,
@@ -34,20 +35,18 @@ from mailer.subscribers import (
     InvalidTopics,
     confirm,
     confirm_address_change,
-    email_hash,
     erase,
     export_data,
     find_subscriber,
     import_subscriber,
-    is_suppressed,
     normalise_email,
     purge_unconfirmed,
     request_address_change,
     subscribe,
-    suppress,
     unsubscribe,
     update_preferences,
 )
+from mailer.suppressions import is_suppressed, suppress
 from mailer.tokens import Purpose, subscriber_for
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -196,7 +195,7 @@ def test_unsubscribed_address_starts_a_fresh_double_opt_in(ctx) -> None:
 
 
 def test_suppressed_address_gets_nothing(ctx) -> None:
-    suppress("blocked@example.org", SuppressionReason.COMPLAINT, "", NOW)
+    suppress("blocked@example.org", SuppressionReason.COMPLAINT, NOW)
     subscribe("Blocked@example.org", BOTH, WEB, NOW)
     assert find_subscriber("blocked@example.org") is None
     assert deliveries() == []
@@ -295,7 +294,7 @@ def test_address_change_to_a_taken_or_same_address(ctx) -> None:
 
 def test_address_change_to_a_suppressed_address_sends_nothing(ctx) -> None:
     sub = confirmed()
-    suppress("gone@example.org", SuppressionReason.HARD_BOUNCE, "550", NOW)
+    suppress("gone@example.org", SuppressionReason.HARD_BOUNCE, NOW, note="550")
     request_address_change(sub, "gone@example.org", WEB, NOW)
     assert deliveries(DeliveryKind.ADDRESS_CONFIRMATION) == []
     with pytest.raises(AddressUnavailable):
@@ -340,7 +339,7 @@ def test_erase_keeps_only_a_hash_and_import_cannot_re_add(ctx) -> None:
 
 def test_erase_removes_the_address_from_an_earlier_suppression(ctx) -> None:
     sub = confirmed()
-    suppress(sub.email, SuppressionReason.HARD_BOUNCE, "550 5.1.1", NOW)
+    suppress(sub.email, SuppressionReason.HARD_BOUNCE, NOW, note="550 5.1.1")
     erase(sub, NOW)
     db.session.commit()
     entry = db.session.scalars(select(Suppression)).one()

@@ -11,6 +11,7 @@ import time_machine
 from sqlalchemy import func, select
 
 from mailer.extensions import db, limiter
+from mailer.journal import queue_message
 from mailer.models import (
     ConsentAction,
     Delivery,
@@ -21,7 +22,6 @@ from mailer.models import (
     Suppression,
     SuppressionReason,
 )
-from mailer.sending import queue_message
 from mailer.subscribers import (
     CONSENT_TEXT,
     AddressSuppressed,
@@ -30,9 +30,9 @@ from mailer.subscribers import (
     find_subscriber,
     import_subscriber,
     subscribe,
-    suppress,
     unsubscribe,
 )
+from mailer.suppressions import suppress
 from mailer.tokens import Purpose, make_token
 from tests.conftest import csrf_token_from
 
@@ -187,7 +187,7 @@ def test_every_kind_of_address_gets_the_same_response(app, client) -> None:
     make(app, "confirmed@example.org", SubscriberStatus.CONFIRMED)
     make(app, "left@example.org", SubscriberStatus.UNSUBSCRIBED)
     with app.app_context():
-        suppress("blocked@example.org", SuppressionReason.COMPLAINT, "", NOW)
+        suppress("blocked@example.org", SuppressionReason.COMPLAINT, NOW)
         db.session.commit()
     answers = set()
     for email in (

@@ -11,6 +11,7 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from mailer.extensions import db
+from mailer.journal import skip_pending_for
 from mailer.models import (
     Delivery,
     DeliveryStatus,
@@ -21,7 +22,6 @@ from mailer.models import (
     Suppression,
     utcnow,
 )
-from mailer.sending import skip_pending_for
 from tests.factories import (
     Workers,
     add_digest,

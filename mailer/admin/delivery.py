@@ -9,19 +9,18 @@ from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from ..emails import RenderedEmail, UnsafeHeader, preview_digest
-from ..extensions import db
-from ..models import Delivery, DeliveryKind, DeliveryStatus, Digest, DigestStatus, utcnow
-from ..sending import (
+from ..digests import (
     InvalidTransition,
     SendTimePassed,
     cancel_digest,
-    digest_counts,
     pause_digest,
-    queue_message,
     resume_digest,
     schedule_digest,
 )
+from ..emails import RenderedEmail, UnsafeHeader, preview_digest
+from ..extensions import db
+from ..journal import digest_counts, queue_message
+from ..models import Delivery, DeliveryKind, DeliveryStatus, Digest, DigestStatus, utcnow
 from ..subscribers import InvalidAddress, normalise_email
 from .base import admin_zone, bp, local_input_to_utc, utc_to_local_input
 from .frames import IFRAME_SANDBOX, framed_html

@@ -16,7 +16,6 @@ from flask_login import current_user
 
 from ..extensions import db
 from ..models import utcnow
-from ..sending import is_suppressed
 from ..subscribers import (
     AddressSuppressed,
     ConsentContext,
@@ -28,6 +27,7 @@ from ..subscribers import (
     normalise_email,
     parse_topics,
 )
+from ..suppressions import is_suppressed
 from .base import bp
 
 IMPORT_MAX_BYTES = 5 * 1024 * 1024

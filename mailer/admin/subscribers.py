@@ -23,9 +23,14 @@ from ..models import (
     SuppressionReason,
     utcnow,
 )
-from ..sending import email_hash, is_suppressed
-from ..subscribers import InvalidAddress, SuppressionInvalid, normalise_email, unsuppress
-from ..subscribers import suppress as add_suppression
+from ..subscribers import InvalidAddress, normalise_email
+from ..suppressions import (
+    SuppressionInvalid,
+    find_suppression,
+    is_suppressed,
+    suppress,
+    unsuppress,
+)
 from .base import bp
 
 PAGE_SIZE = 50
@@ -134,8 +139,8 @@ def export_rows(flt: SubscriberFilter) -> Iterator[str]:
         db.session.expunge_all()  # keep memory flat over a million rows
 
 
-def suppress(email: str, reason: str, note: str, now: datetime) -> Suppression:
-    """Check an admin's entry, then put the address on the suppression list."""
+def checked_suppression(email: str, reason: str, note: str) -> tuple[str, SuppressionReason]:
+    """An admin's entry for the suppression list as (address, reason); SuppressionInvalid if bad."""
     errors: dict[str, str] = {}
     try:
         address = normalise_email(email)
@@ -150,9 +155,7 @@ def suppress(email: str, reason: str, note: str, now: datetime) -> Suppression:
         errors["email"] = "is already suppressed"
     if errors:
         raise SuppressionInvalid(errors)
-    entry = add_suppression(address, SuppressionReason(reason), note.strip(), now)
-    db.session.flush()
-    return entry
+    return address, SuppressionReason(reason)
 
 
 def _after_arg() -> int | None:
@@ -203,9 +206,7 @@ def subscriber_detail(subscriber_id: int) -> str:
         .order_by(Delivery.id.desc())
         .limit(100)
     )
-    suppressed = db.session.scalar(
-        select(Suppression).where(Suppression.email_hash == email_hash(subscriber.email))
-    )
+    suppressed = find_suppression(subscriber.email)
     return render_template(
         "admin/subscriber.html",
         subscriber=subscriber,
@@ -248,7 +249,8 @@ def suppression_add() -> Response | tuple[str, int]:
     """Add an address to the suppression list."""
     values = {k: request.form.get(k, "") for k in ("email", "reason", "note")}
     try:
-        suppress(values["email"], values["reason"], values["note"], utcnow())
+        address, reason = checked_suppression(values["email"], values["reason"], values["note"])
+        suppress(address, reason, utcnow(), note=values["note"].strip())
     except SuppressionInvalid as exc:
         db.session.rollback()
         return _suppressions_page(exc.errors, values, 400)

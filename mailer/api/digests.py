@@ -18,22 +18,20 @@ from ..digests import (
     SUBJECT_MAX,
     DigestInvalid,
     DigestLocked,
-    create_digest,
-    duplicate_digest,
-    update_digest,
-)
-from ..extensions import db
-from ..models import Digest, DigestStatus, utcnow
-from ..routing import MAX_ID
-from ..sending import (
     InvalidTransition,
     SendTimePassed,
     cancel_digest,
-    digest_counts,
+    create_digest,
+    duplicate_digest,
     pause_digest,
     resume_digest,
     schedule_digest,
+    update_digest,
 )
+from ..extensions import db
+from ..journal import digest_counts
+from ..models import Digest, DigestStatus, utcnow
+from ..routing import MAX_ID
 from .base import make_blueprint
 from .pagination import InvalidCursor, Page, PageArgs, page_schema, paginate
 

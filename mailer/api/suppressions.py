@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import marshmallow as ma
@@ -11,8 +10,8 @@ from webargs.flaskparser import abort
 
 from ..extensions import db
 from ..models import EMAIL_MAX, Suppression, SuppressionReason, utcnow
-from ..sending import email_hash
-from ..subscribers import InvalidAddress, normalise_email, suppress, unsuppress
+from ..subscribers import InvalidAddress, normalise_email
+from ..suppressions import find_suppression, suppress, unsuppress
 from .base import current_token, make_blueprint
 from .pagination import InvalidCursor, Page, PageArgs, page_schema, paginate
 
@@ -21,21 +20,6 @@ bp = make_blueprint("suppressions", "/suppressions", "Addresses that are never m
 # Erasure is done by deleting the subscriber, which suppresses the address's hash itself.
 ADDABLE_REASONS = [r.value for r in SuppressionReason if r != SuppressionReason.ERASED]
 NOTE_MAX = 2000
-
-
-def add_suppression(
-    raw_email: str, reason: SuppressionReason, note: str, now: datetime
-) -> tuple[Suppression, bool]:
-    """Suppress an address (raise InvalidAddress if it is none); the entry and whether it is new."""
-    address = normalise_email(raw_email)
-    existing = db.session.scalar(
-        select(Suppression).where(Suppression.email_hash == email_hash(address))
-    )
-    if existing is not None:
-        return existing, False
-    entry = suppress(address, reason, note, now)
-    db.session.flush()
-    return entry, True
 
 
 class SuppressionSchema(ma.Schema):
@@ -98,12 +82,13 @@ def list_suppressions(limit: int, cursor: str | None, reason: str | None) -> Pag
 def create_suppression(data: dict[str, Any]) -> tuple[Suppression, int]:
     """Suppress an address (201); an address already suppressed is returned as it is (200)."""
     try:
-        entry, created = add_suppression(
-            data["email"], SuppressionReason(data["reason"]), data["note"].strip(), utcnow()
-        )
+        address = normalise_email(data["email"])
     except InvalidAddress as exc:
-        db.session.rollback()
         abort(422, errors={"email": [str(exc)]})
+    created = find_suppression(address) is None
+    entry = suppress(
+        address, SuppressionReason(data["reason"]), utcnow(), note=data["note"].strip()
+    )
     db.session.commit()
     return entry, 201 if created else 200
 

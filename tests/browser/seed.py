@@ -79,18 +79,18 @@ def suppression(stack: LiveStack, email: str, note: str) -> None:
     """Put ``email`` on the suppression list, as a bounce would."""
     from mailer.extensions import db
     from mailer.models import SuppressionReason, utcnow
-    from mailer.subscribers import suppress
+    from mailer.suppressions import suppress
 
     with stack.app_context():
-        suppress(email, SuppressionReason.MANUAL, note, utcnow())
+        suppress(email, SuppressionReason.MANUAL, utcnow(), note=note)
         db.session.commit()
 
 
 def schedule_now(stack: LiveStack, digest_id: int) -> None:
     """Schedule the digest to send now, as the admin's "Send now" does; the worker takes it."""
+    from mailer.digests import schedule_digest
     from mailer.extensions import db
     from mailer.models import Digest, utcnow
-    from mailer.sending import schedule_digest
 
     with stack.app_context():
         found = db.session.get(Digest, digest_id)
