@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from flask import current_app, g, request
 from flask_limiter.util import get_remote_address
 from flask_smorest import Blueprint
 from webargs.flaskparser import abort
 from werkzeug.exceptions import HTTPException
 
+from ..api_tokens import hash_token
 from ..extensions import csrf, db, limiter
 from ..models import ApiToken, utcnow
 from ..security import NUL_MESSAGE, request_fields_with_nul, unstorable_fields
@@ -25,7 +24,7 @@ def rate_limit_key() -> str:
     """Rate limits count per presented token (a hash of it), else per client address."""
     presented = bearer_value(request.headers.get("Authorization"))
     if presented:
-        return "api-token:" + hashlib.sha256(presented.encode()).hexdigest()[:32]
+        return "api-token:" + hash_token(presented)[:32]
     return "api-ip:" + (get_remote_address() or "unknown")
 
 

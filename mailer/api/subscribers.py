@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import marshmallow as ma
 from sqlalchemy import select
 from webargs.flaskparser import abort
 
-from ..admin.subscribers import TOPICS, SubscriberFilter
+from ..consent import consent_from_request
 from ..extensions import db
 from ..models import EMAIL_MAX, Subscriber, SubscriberStatus, utcnow
+from ..subscriber_search import TOPICS, SubscriberFilter
 from ..subscribers import InvalidAddress, InvalidTopics, Topic, erase, subscribe, topics_of
-from ..subscriptions import consent_from_request
 from .base import current_token, make_blueprint
 from .pagination import InvalidCursor, Page, PageArgs, page_schema, paginate
 
@@ -128,9 +127,9 @@ def list_subscribers(
 @bp.response(202, AcceptedSchema)
 def create_subscriber(data: dict[str, Any]) -> dict[str, str]:
     """Start the double opt-in for an address; the answer never tells whether it was known."""
-    consent = consent_from_request(f"api:{current_token().name}", data["consent_text"])
-    if data["page_url"]:
-        consent = dataclasses.replace(consent, page_url=data["page_url"])
+    consent = consent_from_request(
+        f"api:{current_token().name}", data["consent_text"], page_url=data["page_url"] or None
+    )
     try:
         subscribe(data["email"], data["topics"], consent, utcnow(), source="api")
     except InvalidAddress as exc:
