@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from flask import current_app, g, request
 from flask_limiter.util import get_remote_address
 from flask_smorest import Blueprint
@@ -14,6 +16,8 @@ from ..models import ApiToken, utcnow
 from ..security import NUL_MESSAGE, request_fields_with_nul, unstorable_fields
 from . import errors
 from .tokens import InvalidApiToken, authenticate, bearer_value
+
+T = TypeVar("T")
 
 PREFIX = errors.PREFIX
 REALM = 'Bearer realm="mailer API"'
@@ -37,6 +41,14 @@ def current_token() -> ApiToken:
     """The token that authenticated this request."""
     token: ApiToken = g.api_token
     return token
+
+
+def get_or_404(model: type[T], ident: int, noun: str, *, lock: bool = False) -> T:
+    """The row of `model` with this id (locked for update if asked), or a 404 naming the noun."""
+    row = db.session.get(model, ident, with_for_update=lock)
+    if row is None:
+        abort(404, message=f"There is no {noun} with id {ident}.")
+    return row
 
 
 def _guard_request() -> None:

@@ -13,8 +13,8 @@ from ..extensions import db
 from ..models import EMAIL_MAX, Subscriber, SubscriberStatus, utcnow
 from ..subscriber_search import TOPICS, SubscriberFilter
 from ..subscribers import InvalidAddress, InvalidTopics, Topic, erase, subscribe, topics_of
-from .base import current_token, make_blueprint
-from .pagination import InvalidCursor, Page, PageArgs, page_schema, paginate
+from .base import current_token, get_or_404, make_blueprint
+from .pagination import Page, PageArgs, page_schema, paginate
 
 bp = make_blueprint("subscribers", "/subscribers", "People on the list, and their consent.")
 
@@ -97,14 +97,6 @@ class SubscriberListArgs(PageArgs):
 SubscriberPageSchema = page_schema(SubscriberSchema, "SubscriberPage")
 
 
-def _subscriber_or_404(subscriber_id: int) -> Subscriber:
-    """The subscriber with this id, or a 404."""
-    subscriber = db.session.get(Subscriber, subscriber_id)
-    if subscriber is None:
-        abort(404, message=f"There is no subscriber with id {subscriber_id}.")
-    return subscriber
-
-
 @bp.route("", methods=["GET"])
 @bp.arguments(SubscriberListArgs, location="query", as_kwargs=True)
 @bp.response(200, SubscriberPageSchema)
@@ -113,13 +105,10 @@ def list_subscribers(
 ) -> Page[Subscriber]:
     """List subscribers, newest first, a page at a time; filter by status, topic, address."""
     flt = SubscriberFilter(query=email.strip().lower(), status=status or "", topic=topic or "")
-    try:
-        return paginate(
-            flt.apply(select(Subscriber)), Subscriber.id, kind="subscribers", limit=limit,
-            cursor=cursor, newest_first=True,
-        )  # fmt: skip
-    except InvalidCursor as exc:
-        abort(400, message=str(exc), errors={"cursor": [str(exc)]})
+    return paginate(
+        flt.apply(select(Subscriber)), Subscriber.id, kind="subscribers", limit=limit,
+        cursor=cursor, newest_first=True,
+    )  # fmt: skip
 
 
 @bp.route("", methods=["POST"])
@@ -146,12 +135,12 @@ def create_subscriber(data: dict[str, Any]) -> dict[str, str]:
 @bp.response(200, SubscriberSchema)
 def get_subscriber(subscriber_id: int) -> Subscriber:
     """One subscriber."""
-    return _subscriber_or_404(subscriber_id)
+    return get_or_404(Subscriber, subscriber_id, "subscriber")
 
 
 @bp.route("/<int:subscriber_id>", methods=["DELETE"])
 @bp.response(204)
 def delete_subscriber(subscriber_id: int) -> None:
     """Erase a subscriber's personal data; the address's hash stays suppressed for good."""
-    erase(_subscriber_or_404(subscriber_id), utcnow())
+    erase(get_or_404(Subscriber, subscriber_id, "subscriber"), utcnow())
     db.session.commit()
