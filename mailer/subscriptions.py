@@ -79,6 +79,14 @@ def _check_topics(field: SelectMultipleField) -> None:
         raise ValidationError(str(exc)) from None
 
 
+def _check_address(field: StringField) -> None:
+    """The field's address must pass the real validator."""
+    try:
+        normalise_email(field.data or "")
+    except InvalidAddress as exc:
+        raise ValidationError(str(exc)) from None
+
+
 class SubscribeForm(FlaskForm):
     """The subscribe form: an address, the topics, and a honeypot for bots."""
 
@@ -89,10 +97,7 @@ class SubscribeForm(FlaskForm):
 
     def validate_email(self, field: StringField) -> None:
         """The address must pass the real validator."""
-        try:
-            normalise_email(field.data or "")
-        except InvalidAddress as exc:
-            raise ValidationError(str(exc)) from None
+        _check_address(field)
 
     def validate_topics(self, field: SelectMultipleField) -> None:
         """At least one known topic."""
@@ -116,10 +121,7 @@ class AddressForm(FlaskForm):
 
     def validate_new_email(self, field: StringField) -> None:
         """The new address must pass the real validator."""
-        try:
-            normalise_email(field.data or "")
-        except InvalidAddress as exc:
-            raise ValidationError(str(exc)) from None
+        _check_address(field)
 
 
 class EraseForm(FlaskForm):
