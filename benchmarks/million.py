@@ -28,8 +28,8 @@ def timed_ms(query: Callable[[], Any], repeat: int = 5) -> float:
 def admin_queries(digest_id: int, count: int) -> dict[str, Callable[[], Any]]:
     """The admin's own functions behind the subscriber list and the dashboard: subscriber_page
     with a SubscriberFilter, and journal.digest_counts (which the API calls too)."""
-    from mailer.admin.subscribers import SubscriberFilter, subscriber_page
     from mailer.journal import digest_counts
+    from mailer.subscriber_search import SubscriberFilter, subscriber_page
 
     # The admin's own query: SubscriberFilter and subscriber_page, as /admin/subscribers runs them.
     def first_page() -> Any:

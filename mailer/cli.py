@@ -40,8 +40,8 @@ def commands() -> list[click.Command]:
     from flask_smorest.spec import openapi_cli
 
     from .admin.auth import create_admin_command, set_admin_password_command
-    from .api.tokens import api_token_cli
-    from .embed import embed_form_command
+    from .api_tokens import api_token_cli
+    from .embed_forms import embed_form_command
     from .films import import_films_command
     from .scheduler import deliver_command, worker_command
     from .subscriptions import purge_unconfirmed_command

@@ -79,6 +79,13 @@ class Topic(enum.StrEnum):
     EARLY_ACCESS = "early_access"
 
 
+# How the forms name each topic to a visitor.
+TOPIC_LABELS = {
+    Topic.DIGEST.value: "The newsletter digest",
+    Topic.EARLY_ACCESS.value: "Early-access alerts for new films",
+}
+
+
 class ImportResult(enum.StrEnum):
     """What importing one address did."""
 

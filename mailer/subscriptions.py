@@ -28,17 +28,17 @@ from wtforms import BooleanField, SelectMultipleField, StringField
 from wtforms.validators import DataRequired, ValidationError
 
 from . import embed
+from .consent import consent_from_request
 from .extensions import csrf, db, limiter
 from .models import Subscriber, utcnow
 from .subscribers import (
     CONSENT_TEXT,
+    TOPIC_LABELS,
     AddressUnavailable,
     AddressUnchanged,
-    ConsentContext,
     InvalidAddress,
     InvalidTopics,
     NotPending,
-    Topic,
     confirm,
     confirm_address_change,
     erase,
@@ -65,10 +65,6 @@ from .tokens import (
 
 bp = Blueprint("subscriptions", __name__)
 
-TOPIC_LABELS = {
-    Topic.DIGEST.value: "The newsletter digest",
-    Topic.EARLY_ACCESS.value: "Early-access alerts for new films",
-}
 # Defaults; MAILER_SUBSCRIBE_LIMIT_PER_IP / _PER_ADDRESS in the app config override them.
 LIMIT_PER_IP = "10 per minute;50 per hour"
 LIMIT_PER_ADDRESS = "5 per hour;20 per day"
@@ -83,6 +79,14 @@ def _check_topics(field: SelectMultipleField) -> None:
         raise ValidationError(str(exc)) from None
 
 
+def _check_address(field: StringField) -> None:
+    """The field's address must pass the real validator."""
+    try:
+        normalise_email(field.data or "")
+    except InvalidAddress as exc:
+        raise ValidationError(str(exc)) from None
+
+
 class SubscribeForm(FlaskForm):
     """The subscribe form: an address, the topics, and a honeypot for bots."""
 
@@ -93,10 +97,7 @@ class SubscribeForm(FlaskForm):
 
     def validate_email(self, field: StringField) -> None:
         """The address must pass the real validator."""
-        try:
-            normalise_email(field.data or "")
-        except InvalidAddress as exc:
-            raise ValidationError(str(exc)) from None
+        _check_address(field)
 
     def validate_topics(self, field: SelectMultipleField) -> None:
         """At least one known topic."""
@@ -120,10 +121,7 @@ class AddressForm(FlaskForm):
 
     def validate_new_email(self, field: StringField) -> None:
         """The new address must pass the real validator."""
-        try:
-            normalise_email(field.data or "")
-        except InvalidAddress as exc:
-            raise ValidationError(str(exc)) from None
+        _check_address(field)
 
 
 class EraseForm(FlaskForm):
@@ -137,17 +135,6 @@ class EraseForm(FlaskForm):
 
 class ButtonForm(FlaskForm):
     """A form that is only a button (and its CSRF token)."""
-
-
-def consent_from_request(form: str, consent_text: str = "") -> ConsentContext:
-    """Who is acting, from where: the consent record of this request."""
-    return ConsentContext(
-        ip=request.remote_addr or "",
-        user_agent=request.user_agent.string,
-        form=form,
-        page_url=request.referrer or request.url,
-        consent_text=consent_text,
-    )
 
 
 def _address_key() -> str:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import event, func, select
 
-from mailer.admin.subscribers import SubscriberFilter, csv_cell, subscriber_page
+from mailer.admin.subscribers import csv_cell
 from mailer.extensions import db
 from mailer.models import (
     ConsentEvent,
@@ -22,6 +22,7 @@ from mailer.models import (
     SubscriberStatus,
     Suppression,
 )
+from mailer.subscriber_search import SubscriberFilter, subscriber_page
 from tests.conftest import admin_csrf
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

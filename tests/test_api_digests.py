@@ -10,7 +10,7 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import func, select
 
 from mailer.api.digests import CountsSchema
-from mailer.api.tokens import create_api_token
+from mailer.api_tokens import create_api_token
 from mailer.extensions import db
 from mailer.models import (
     Delivery,

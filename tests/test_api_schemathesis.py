@@ -10,7 +10,7 @@ from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode, checks
 
-from mailer.api.tokens import create_api_token
+from mailer.api_tokens import create_api_token
 from mailer.extensions import db
 from mailer.models import Digest, DigestFilm, Film, Subscriber, SubscriberStatus
 

@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from mailer.address_hash import email_hash
-from mailer.api.tokens import create_api_token
+from mailer.api_tokens import create_api_token
 from mailer.extensions import db
 from mailer.models import (
     ConsentEvent,

@@ -8,13 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from mailer.api.tokens import (
-    ApiTokenNameInvalid,
-    InvalidApiToken,
-    authenticate,
-    create_api_token,
-    revoke_api_token,
-)
+from mailer.api.tokens import InvalidApiToken, authenticate
+from mailer.api_tokens import ApiTokenNameInvalid, create_api_token, revoke_api_token
 from mailer.extensions import db
 from mailer.models import ApiToken
 

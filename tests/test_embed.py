@@ -8,7 +8,7 @@ import pytest
 from itsdangerous import URLSafeSerializer
 from sqlalchemy import func, select
 
-from mailer.embed import (
+from mailer.embed_forms import (
     DONE_MARKER,
     InvalidEmbedForm,
     create_embed_form,
@@ -315,7 +315,7 @@ def test_snippet_and_script(app, client) -> None:
     with app.app_context():
         form = db.session.get(EmbedForm, form_id)
         assert form is not None
-        from mailer.embed import snippet
+        from mailer.embed_forms import snippet
 
         html = snippet(form, "https://news.example.org/")
     assert 'action="https://news.example.org/subscribe"' in html

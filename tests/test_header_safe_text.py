@@ -16,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import func, select
 
-from mailer.api.tokens import create_api_token
+from mailer.api_tokens import create_api_token
 from mailer.extensions import db
 from mailer.journal import queue_message
 from mailer.models import (

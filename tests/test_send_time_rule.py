@@ -8,7 +8,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from mailer.api.tokens import create_api_token
+from mailer.api_tokens import create_api_token
 from mailer.digests import SendTimePassed, schedule_digest
 from mailer.extensions import db
 from mailer.models import Digest, DigestStatus

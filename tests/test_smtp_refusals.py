@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from mailer.api.tokens import create_api_token
+from mailer.api_tokens import create_api_token
 from mailer.backends import (
     Message,
     MessageRefused,

@@ -21,7 +21,7 @@ from flask.testing import FlaskClient
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import func, select
 
-from mailer.api.tokens import create_api_token
+from mailer.api_tokens import create_api_token
 from mailer.extensions import db
 from mailer.models import Digest, Film, Subscriber
 from mailer.routing import MAX_ID

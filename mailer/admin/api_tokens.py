@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from ..api.tokens import ApiTokenNameInvalid, create_api_token, list_api_tokens, revoke_api_token
+from ..api_tokens import ApiTokenNameInvalid, create_api_token, list_api_tokens, revoke_api_token
 from ..extensions import db
 from ..models import ApiToken, utcnow
 from .base import bp

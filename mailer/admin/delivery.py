@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import TypeVar
 
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -157,6 +159,22 @@ def _back(digest_id: int) -> Response:
     return redirect(url_for("admin.digest_edit", digest_id=digest_id, _anchor="schedule"))
 
 
+T = TypeVar("T")
+
+
+def _change_state(
+    digest: Digest, change: Callable[[Digest, datetime], T], not_done: str, done: Callable[[T], str]
+) -> Response:
+    """Apply a lifecycle change; an impossible one is undone and explained, as `not_done: why`."""
+    try:
+        result = change(digest, utcnow())
+    except InvalidTransition as exc:
+        return _refused(digest.id, f"{not_done}: {exc}")
+    db.session.commit()
+    flash(done(result))
+    return _back(digest.id)
+
+
 def _refused(digest_id: int, message: str) -> Response:
     """Undo the attempt and say why it was refused."""
     db.session.rollback()
@@ -194,26 +212,20 @@ def digest_pause(digest_id: int) -> Response:
     """Pause a scheduled or sending digest, with a reason shown on its dashboard."""
     digest = db.get_or_404(Digest, digest_id)
     reason = " ".join(request.form.get("reason", "").split())[:PAUSE_REASON_MAX]
-    try:
-        pause_digest(digest, reason or f"paused by {current_user.email}", utcnow())
-    except InvalidTransition as exc:
-        return _refused(digest_id, f"Not paused: {exc}")
-    db.session.commit()
-    flash("Paused: nothing more goes out until you resume it.")
-    return _back(digest_id)
+    reason = reason or f"paused by {current_user.email}"
+    return _change_state(
+        digest,
+        lambda digest, now: pause_digest(digest, reason, now),
+        "Not paused",
+        lambda _: "Paused: nothing more goes out until you resume it.",
+    )
 
 
 @bp.post("/digests/<int:digest_id>/resume")
 def digest_resume(digest_id: int) -> Response:
     """Carry on with a paused digest."""
     digest = db.get_or_404(Digest, digest_id)
-    try:
-        resume_digest(digest, utcnow())
-    except InvalidTransition as exc:
-        return _refused(digest_id, f"Not resumed: {exc}")
-    db.session.commit()
-    flash("Resumed.")
-    return _back(digest_id)
+    return _change_state(digest, resume_digest, "Not resumed", lambda _: "Resumed.")
 
 
 @bp.post("/digests/<int:digest_id>/cancel")
@@ -222,10 +234,9 @@ def digest_cancel(digest_id: int) -> Response:
     digest = db.get_or_404(Digest, digest_id)
     if request.form.get("confirm") != "yes":
         return _refused(digest_id, "Not cancelled: tick the box to confirm.")
-    try:
-        skipped = cancel_digest(digest, utcnow())
-    except InvalidTransition as exc:
-        return _refused(digest_id, f"Not cancelled: {exc}")
-    db.session.commit()
-    flash(f"Cancelled; {skipped} queued messages will not be sent.")
-    return _back(digest_id)
+    return _change_state(
+        digest,
+        cancel_digest,
+        "Not cancelled",
+        lambda skipped: f"Cancelled; {skipped} queued messages will not be sent.",
+    )

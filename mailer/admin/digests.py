@@ -117,19 +117,23 @@ def digests() -> str:
     return render_template("admin/digests.html", digests=list_digests())
 
 
+def _content_fields() -> tuple[str, str, str, list[tuple[int, str]]]:
+    """The posted subject, preheader, intro and chosen films, in the order the domain takes them."""
+    form = request.form
+    return (
+        form.get("subject", ""),
+        form.get("preheader", ""),
+        form.get("intro_markdown", ""),
+        films_from_form(_catalogue()),
+    )
+
+
 @bp.route("/digests/new", methods=["GET", "POST"])
 def digest_new() -> Response | tuple[str, int]:
     """Compose a new draft."""
     if request.method == "POST":
-        form = request.form
         try:
-            digest = create_digest(
-                form.get("subject", ""),
-                form.get("preheader", ""),
-                form.get("intro_markdown", ""),
-                films_from_form(_catalogue()),
-                utcnow(),
-            )
+            digest = create_digest(*_content_fields(), utcnow())
         except DigestInvalid as exc:
             db.session.rollback()
             return _render(None, exc.errors, 400)
@@ -144,16 +148,8 @@ def digest_edit(digest_id: int) -> Response | tuple[str, int]:
     """A digest's page: its content, and (as they arrive) preview, test send and delivery."""
     digest = db.get_or_404(Digest, digest_id)
     if request.method == "POST":
-        form = request.form
         try:
-            update_digest(
-                digest,
-                form.get("subject", ""),
-                form.get("preheader", ""),
-                form.get("intro_markdown", ""),
-                films_from_form(_catalogue()),
-                utcnow(),
-            )
+            update_digest(digest, *_content_fields(), utcnow())
         except DigestInvalid as exc:
             db.session.rollback()
             return _render(db.get_or_404(Digest, digest_id), exc.errors, 400)

@@ -6,7 +6,7 @@ from flask import current_app, flash, redirect, render_template, request, url_fo
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from ..embed import InvalidEmbedForm, create_embed_form, revoke_embed_form, snippet
+from ..embed_forms import InvalidEmbedForm, create_embed_form, revoke_embed_form, snippet
 from ..extensions import db
 from ..models import EmbedForm, utcnow
 from ..subscribers import CONSENT_TEXT, Topic

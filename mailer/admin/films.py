@@ -48,38 +48,29 @@ def films() -> str:
 @bp.route("/films/new", methods=["GET", "POST"])
 def film_new() -> Response | str | tuple[str, int]:
     """Add a film."""
-    errors: dict[str, str] = {}
-    if request.method == "POST":
-        try:
-            film = save_film(None, _form_fields())
-        except FilmInvalid as exc:
-            db.session.rollback()
-            errors = exc.errors
-        else:
-            db.session.commit()
-            flash(f"Film “{film.title}” added.")
-            return redirect(url_for("admin.films"))
-    page = render_template(
-        "admin/film_form.html", film=None, values=_form_values(None), errors=errors
-    )
-    return (page, 400) if errors else page
+    return _film_form(None)
 
 
 @bp.route("/films/<int:film_id>", methods=["GET", "POST"])
 def film_edit(film_id: int) -> Response | str | tuple[str, int]:
     """Edit a film."""
-    film = db.get_or_404(Film, film_id)
+    return _film_form(film_id)
+
+
+def _film_form(film_id: int | None) -> Response | str | tuple[str, int]:
+    """The film form, new (no id) or for a film; a valid post saves and goes back to the list."""
+    film = db.get_or_404(Film, film_id) if film_id is not None else None
     errors: dict[str, str] = {}
     if request.method == "POST":
         try:
-            save_film(film, _form_fields())
+            saved = save_film(film, _form_fields())
         except FilmInvalid as exc:
             db.session.rollback()
-            film = db.get_or_404(Film, film_id)
+            film = db.get_or_404(Film, film_id) if film_id is not None else None
             errors = exc.errors
         else:
             db.session.commit()
-            flash(f"Film “{film.title}” saved.")
+            flash(f"Film “{saved.title}” {'added' if film is None else 'saved'}.")
             return redirect(url_for("admin.films"))
     page = render_template(
         "admin/film_form.html", film=film, values=_form_values(film), errors=errors

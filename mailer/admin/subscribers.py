@@ -1,16 +1,15 @@
-"""Admin subscribers: search and keyset pages, detail, CSV export, and the suppression list."""
+"""Admin subscribers: the searchable list, detail, CSV export, and the suppression list."""
 
 from __future__ import annotations
 
 import csv
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 
 from flask import flash, redirect, render_template, request, stream_with_context, url_for
 from flask_login import current_user
-from sqlalchemy import Select, select
+from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from ..extensions import db
@@ -23,6 +22,7 @@ from ..models import (
     SuppressionReason,
     utcnow,
 )
+from ..subscriber_search import TOPICS, SubscriberFilter, subscriber_page, subscribers_before
 from ..subscribers import InvalidAddress, normalise_email
 from ..suppressions import (
     SuppressionInvalid,
@@ -35,7 +35,6 @@ from .base import bp
 
 PAGE_SIZE = 50
 EXPORT_BATCH = 1000
-TOPICS = {"digest": Subscriber.wants_digest, "early_access": Subscriber.wants_early_access}
 EXPORT_COLUMNS = (
     "id",
     "email",
@@ -49,61 +48,6 @@ EXPORT_COLUMNS = (
 )
 # A spreadsheet runs a cell starting with one of these as a formula.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-@dataclass(frozen=True)
-class SubscriberFilter:
-    """What the subscriber list is narrowed to."""
-
-    query: str = ""
-    status: str = ""
-    topic: str = ""
-
-    @classmethod
-    def from_args(cls) -> SubscriberFilter:
-        """The filter in the request's query string (unknown values are ignored)."""
-        status = request.args.get("status", "")
-        topic = request.args.get("topic", "")
-        return cls(
-            query=request.args.get("q", "").strip()[:254],
-            status=status if status in set(SubscriberStatus) else "",
-            topic=topic if topic in TOPICS else "",
-        )
-
-    def apply(self, query: Select[Subscriber]) -> Select[Subscriber]:
-        """Add this filter's conditions to a query of subscribers."""
-        if self.query:
-            text = self.query.lower()
-            if "@" in text:
-                query = query.where(Subscriber.email == text)  # a whole address: exact match
-            else:
-                escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-                query = query.where(Subscriber.email.like(f"{escaped}%", escape="\\"))
-        if self.status:
-            query = query.where(Subscriber.status == self.status)
-        if self.topic:
-            query = query.where(TOPICS[self.topic].is_(True))
-        return query
-
-    def args(self) -> dict[str, str]:
-        """The filter as query-string arguments, empty ones left out."""
-        return {
-            k: v
-            for k, v in (("q", self.query), ("status", self.status), ("topic", self.topic))
-            if v
-        }
-
-
-def subscriber_page(
-    flt: SubscriberFilter, after: int | None, size: int = PAGE_SIZE
-) -> tuple[list[Subscriber], int | None]:
-    """One page of subscribers, newest first, after the id ``after``; and the next page's key."""
-    query = flt.apply(select(Subscriber))
-    if after is not None:
-        query = query.where(Subscriber.id < after)
-    rows = list(db.session.scalars(query.order_by(Subscriber.id.desc()).limit(size + 1)))
-    next_after = rows[size - 1].id if len(rows) > size else None
-    return rows[:size], next_after
 
 
 def csv_cell(value: object) -> str:
@@ -124,10 +68,7 @@ def export_rows(flt: SubscriberFilter) -> Iterator[str]:
     yield buffer.getvalue()
     after: int | None = None
     while True:
-        query = flt.apply(select(Subscriber))
-        if after is not None:
-            query = query.where(Subscriber.id < after)
-        batch = list(db.session.scalars(query.order_by(Subscriber.id.desc()).limit(EXPORT_BATCH)))
+        batch = subscribers_before(flt, after, EXPORT_BATCH)
         if not batch:
             return
         buffer.seek(0)
@@ -158,6 +99,12 @@ def checked_suppression(email: str, reason: str, note: str) -> tuple[str, Suppre
     return address, SuppressionReason(reason)
 
 
+def _filter_arg() -> SubscriberFilter:
+    """The filter in the request's query string (unknown values are ignored)."""
+    arg = request.args.get
+    return SubscriberFilter.lenient(arg("q", ""), arg("status", ""), arg("topic", ""))
+
+
 def _after_arg() -> int | None:
     """The keyset cursor of the request, if it is a valid id."""
     raw = request.args.get("after", "")
@@ -167,7 +114,7 @@ def _after_arg() -> int | None:
 @bp.get("/subscribers")
 def subscribers() -> str:
     """Search and browse subscribers, newest first, one keyset page at a time."""
-    flt = SubscriberFilter.from_args()
+    flt = _filter_arg()
     rows, next_after = subscriber_page(flt, _after_arg())
     return render_template(
         "admin/subscribers.html",
@@ -183,7 +130,7 @@ def subscribers() -> str:
 @bp.get("/subscribers/export.csv")
 def subscribers_export() -> Response:
     """The filtered subscribers as a streamed CSV file."""
-    flt = SubscriberFilter.from_args()
+    flt = _filter_arg()
     return Response(
         stream_with_context(export_rows(flt)),
         mimetype="text/csv",

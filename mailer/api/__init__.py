@@ -7,9 +7,9 @@ from typing import Any
 from flask import Flask
 from flask_smorest import Api
 
+from ..api_tokens import api_token_cli
 from . import digests, errors, films, subscribers, suppressions
 from .errors import PREFIX, ErrorSchema
-from .tokens import api_token_cli
 
 API_VERSION = "1.0.0"
 # Every resource of the API.

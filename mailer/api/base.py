@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+from typing import TypeVar
 
 from flask import current_app, g, request
 from flask_limiter.util import get_remote_address
@@ -10,11 +10,14 @@ from flask_smorest import Blueprint
 from webargs.flaskparser import abort
 from werkzeug.exceptions import HTTPException
 
+from ..api_tokens import hash_token
 from ..extensions import csrf, db, limiter
 from ..models import ApiToken, utcnow
 from ..security import NUL_MESSAGE, request_fields_with_nul, unstorable_fields
 from . import errors
 from .tokens import InvalidApiToken, authenticate, bearer_value
+
+T = TypeVar("T")
 
 PREFIX = errors.PREFIX
 REALM = 'Bearer realm="mailer API"'
@@ -25,7 +28,7 @@ def rate_limit_key() -> str:
     """Rate limits count per presented token (a hash of it), else per client address."""
     presented = bearer_value(request.headers.get("Authorization"))
     if presented:
-        return "api-token:" + hashlib.sha256(presented.encode()).hexdigest()[:32]
+        return "api-token:" + hash_token(presented)[:32]
     return "api-ip:" + (get_remote_address() or "unknown")
 
 
@@ -38,6 +41,14 @@ def current_token() -> ApiToken:
     """The token that authenticated this request."""
     token: ApiToken = g.api_token
     return token
+
+
+def get_or_404(model: type[T], ident: int, noun: str, *, lock: bool = False) -> T:
+    """The row of `model` with this id (locked for update if asked), or a 404 naming the noun."""
+    row = db.session.get(model, ident, with_for_update=lock)
+    if row is None:
+        abort(404, message=f"There is no {noun} with id {ident}.")
+    return row
 
 
 def _guard_request() -> None:

@@ -32,8 +32,8 @@ from ..extensions import db
 from ..journal import digest_counts
 from ..models import Digest, DigestStatus, utcnow
 from ..routing import MAX_ID
-from .base import make_blueprint
-from .pagination import InvalidCursor, Page, PageArgs, page_schema, paginate
+from .base import get_or_404, make_blueprint
+from .pagination import Page, PageArgs, page_schema, paginate
 
 bp = make_blueprint("digests", "/digests", "Newsletter issues: compose them and send them.")
 
@@ -195,14 +195,6 @@ class PauseSchema(ma.Schema):
 DigestPageSchema = page_schema(DigestSchema, "DigestPage")
 
 
-def _digest_or_404(digest_id: int, *, lock: bool = False) -> Digest:
-    """The digest with this id (locked against the worker when about to change it), or a 404."""
-    digest = db.session.get(Digest, digest_id, with_for_update=lock)
-    if digest is None:
-        abort(404, message=f"There is no digest with id {digest_id}.")
-    return digest
-
-
 def _films(film_ids: list[int], notes: dict[str, str]) -> list[tuple[int, str]]:
     """(film id, note) pairs; a note for a film that is not featured is a 422."""
     featured = {str(film_id) for film_id in film_ids}
@@ -243,13 +235,10 @@ def _not_now(exc: InvalidTransition) -> NoReturn:
 @bp.response(200, DigestPageSchema)
 def list_digests(limit: int, cursor: str | None) -> Page[Digest]:
     """List digests, newest first, a page at a time (get one for its delivery counts)."""
-    try:
-        return paginate(
-            select(Digest), Digest.id, kind="digests", limit=limit, cursor=cursor,
-            newest_first=True,
-        )  # fmt: skip
-    except InvalidCursor as exc:
-        abort(400, message=str(exc), errors={"cursor": [str(exc)]})
+    return paginate(
+        select(Digest), Digest.id, kind="digests", limit=limit, cursor=cursor,
+        newest_first=True,
+    )  # fmt: skip
 
 
 @bp.route("", methods=["POST"])
@@ -270,7 +259,7 @@ def create(data: dict[str, Any]) -> Digest:
 @bp.response(200, DigestDetailSchema)
 def get_digest(digest_id: int) -> Digest:
     """One digest, with its deliveries counted by status."""
-    return _digest_or_404(digest_id)
+    return get_or_404(Digest, digest_id, "digest")
 
 
 @bp.route("/<int:digest_id>", methods=["PATCH"])
@@ -279,7 +268,7 @@ def get_digest(digest_id: int) -> Digest:
 @bp.alt_response(409, response="CONFLICT")
 def update(data: dict[str, Any], digest_id: int) -> Digest:
     """Change a draft (or still scheduled) digest; fields left out keep their values."""
-    digest = _digest_or_404(digest_id, lock=True)
+    digest = get_or_404(Digest, digest_id, "digest", lock=True)
     film_ids = data.get("film_ids", [item.film_id for item in digest.films])
     if "notes" in data:
         notes = data["notes"]
@@ -314,7 +303,7 @@ def update(data: dict[str, Any], digest_id: int) -> Digest:
 @bp.response(201, DigestDetailSchema)
 def duplicate(digest_id: int) -> Digest:
     """A new draft with the same content and films as this digest."""
-    copy = duplicate_digest(_digest_or_404(digest_id), utcnow())
+    copy = duplicate_digest(get_or_404(Digest, digest_id, "digest"), utcnow())
     db.session.commit()
     return copy
 
@@ -325,22 +314,18 @@ def duplicate(digest_id: int) -> Digest:
 @bp.alt_response(409, response="CONFLICT")
 def send(data: dict[str, Any], digest_id: int) -> Digest:
     """Schedule a draft to be sent at send_at, or now; a scheduled digest is rescheduled."""
-    digest = _digest_or_404(digest_id, lock=True)
-    now = utcnow()
     try:
-        schedule_digest(digest, data.get("send_at"), now)
-    except InvalidTransition as exc:
-        _not_now(exc)
+        return _change_state(
+            digest_id, lambda digest, now: schedule_digest(digest, data.get("send_at"), now)
+        )
     except SendTimePassed as exc:
         db.session.rollback()
         abort(422, errors={"send_at": [str(exc)]})
-    db.session.commit()
-    return digest
 
 
 def _change_state(digest_id: int, change: Callable[[Digest, datetime], object]) -> Digest:
     """Apply a lifecycle change to a locked digest; an impossible one answers 409."""
-    digest = _digest_or_404(digest_id, lock=True)
+    digest = get_or_404(Digest, digest_id, "digest", lock=True)
     try:
         change(digest, utcnow())
     except InvalidTransition as exc:

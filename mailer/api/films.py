@@ -11,8 +11,8 @@ from webargs.flaskparser import abort
 from ..extensions import db
 from ..films import FILM_FIELDS, FilmInUse, FilmInvalid, delete_film, save_film
 from ..models import Film
-from .base import make_blueprint
-from .pagination import InvalidCursor, Page, PageArgs, page_schema, paginate
+from .base import get_or_404, make_blueprint
+from .pagination import Page, PageArgs, page_schema, paginate
 
 bp = make_blueprint("films", "/films", "The film catalogue.")
 
@@ -67,14 +67,6 @@ class FilmPatchSchema(FilmInputSchema):
 FilmPageSchema = page_schema(FilmSchema, "FilmPage")
 
 
-def _film_or_404(film_id: int) -> Film:
-    """The film with this id, or a 404."""
-    film = db.session.get(Film, film_id)
-    if film is None:
-        abort(404, message=f"There is no film with id {film_id}.")
-    return film
-
-
 def _invalid(exc: FilmInvalid) -> NoReturn:
     """Answer 422 with the fields validate_film named."""
     db.session.rollback()
@@ -86,10 +78,7 @@ def _invalid(exc: FilmInvalid) -> NoReturn:
 @bp.response(200, FilmPageSchema)
 def list_films(limit: int, cursor: str | None) -> Page[Film]:
     """List films, oldest first, a page at a time."""
-    try:
-        return paginate(select(Film), Film.id, kind="films", limit=limit, cursor=cursor)
-    except InvalidCursor as exc:
-        abort(400, message=str(exc), errors={"cursor": [str(exc)]})
+    return paginate(select(Film), Film.id, kind="films", limit=limit, cursor=cursor)
 
 
 @bp.route("", methods=["POST"])
@@ -109,7 +98,7 @@ def create_film(data: dict[str, Any]) -> Film:
 @bp.response(200, FilmSchema)
 def get_film(film_id: int) -> Film:
     """One film."""
-    return _film_or_404(film_id)
+    return get_or_404(Film, film_id, "film")
 
 
 @bp.route("/<int:film_id>", methods=["PATCH"])
@@ -117,7 +106,7 @@ def get_film(film_id: int) -> Film:
 @bp.response(200, FilmSchema)
 def update_film(data: dict[str, Any], film_id: int) -> Film:
     """Change some fields of a film; fields left out keep their values."""
-    film = _film_or_404(film_id)
+    film = get_or_404(Film, film_id, "film")
     # Checked as a whole, so a partial change keeps the slug and rules that span fields hold.
     merged = {**{name: getattr(film, name) for name in FILM_FIELDS}, **data}
     try:
@@ -133,7 +122,7 @@ def update_film(data: dict[str, Any], film_id: int) -> Film:
 @bp.alt_response(409, response="CONFLICT")
 def remove_film(film_id: int) -> None:
     """Delete a film; refused (409) once it is featured in a scheduled, sending or sent digest."""
-    film = _film_or_404(film_id)
+    film = get_or_404(Film, film_id, "film")
     try:
         delete_film(film)
     except FilmInUse as exc:

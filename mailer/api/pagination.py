@@ -10,6 +10,7 @@ from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import Select
 from sqlalchemy.orm import InstrumentedAttribute
+from webargs.flaskparser import abort
 
 from ..extensions import db
 
@@ -91,9 +92,15 @@ def paginate(
     cursor: str | None,
     newest_first: bool = False,
 ) -> Page[T]:
-    """One keyset page of `query` ordered by the unique integer column `key`."""
+    """One keyset page of `query` ordered by the unique integer column `key`.
+
+    A cursor that is not one of this list's answers 400, naming the `cursor` argument.
+    """
     if cursor:
-        after = decode_cursor(kind, cursor)
+        try:
+            after = decode_cursor(kind, cursor)
+        except InvalidCursor as exc:
+            abort(400, message=str(exc), errors={"cursor": [str(exc)]})
         query = query.where(key < after if newest_first else key > after)
     query = query.order_by(key.desc() if newest_first else key.asc()).limit(limit + 1)
     rows = list(db.session.scalars(query))

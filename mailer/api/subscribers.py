@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import marshmallow as ma
 from sqlalchemy import select
 from webargs.flaskparser import abort
 
-from ..admin.subscribers import TOPICS, SubscriberFilter
+from ..consent import consent_from_request
 from ..extensions import db
 from ..models import EMAIL_MAX, Subscriber, SubscriberStatus, utcnow
+from ..subscriber_search import TOPICS, SubscriberFilter
 from ..subscribers import InvalidAddress, InvalidTopics, Topic, erase, subscribe, topics_of
-from ..subscriptions import consent_from_request
-from .base import current_token, make_blueprint
-from .pagination import InvalidCursor, Page, PageArgs, page_schema, paginate
+from .base import current_token, get_or_404, make_blueprint
+from .pagination import Page, PageArgs, page_schema, paginate
 
 bp = make_blueprint("subscribers", "/subscribers", "People on the list, and their consent.")
 
@@ -98,14 +97,6 @@ class SubscriberListArgs(PageArgs):
 SubscriberPageSchema = page_schema(SubscriberSchema, "SubscriberPage")
 
 
-def _subscriber_or_404(subscriber_id: int) -> Subscriber:
-    """The subscriber with this id, or a 404."""
-    subscriber = db.session.get(Subscriber, subscriber_id)
-    if subscriber is None:
-        abort(404, message=f"There is no subscriber with id {subscriber_id}.")
-    return subscriber
-
-
 @bp.route("", methods=["GET"])
 @bp.arguments(SubscriberListArgs, location="query", as_kwargs=True)
 @bp.response(200, SubscriberPageSchema)
@@ -114,13 +105,10 @@ def list_subscribers(
 ) -> Page[Subscriber]:
     """List subscribers, newest first, a page at a time; filter by status, topic, address."""
     flt = SubscriberFilter(query=email.strip().lower(), status=status or "", topic=topic or "")
-    try:
-        return paginate(
-            flt.apply(select(Subscriber)), Subscriber.id, kind="subscribers", limit=limit,
-            cursor=cursor, newest_first=True,
-        )  # fmt: skip
-    except InvalidCursor as exc:
-        abort(400, message=str(exc), errors={"cursor": [str(exc)]})
+    return paginate(
+        flt.apply(select(Subscriber)), Subscriber.id, kind="subscribers", limit=limit,
+        cursor=cursor, newest_first=True,
+    )  # fmt: skip
 
 
 @bp.route("", methods=["POST"])
@@ -128,9 +116,9 @@ def list_subscribers(
 @bp.response(202, AcceptedSchema)
 def create_subscriber(data: dict[str, Any]) -> dict[str, str]:
     """Start the double opt-in for an address; the answer never tells whether it was known."""
-    consent = consent_from_request(f"api:{current_token().name}", data["consent_text"])
-    if data["page_url"]:
-        consent = dataclasses.replace(consent, page_url=data["page_url"])
+    consent = consent_from_request(
+        f"api:{current_token().name}", data["consent_text"], page_url=data["page_url"] or None
+    )
     try:
         subscribe(data["email"], data["topics"], consent, utcnow(), source="api")
     except InvalidAddress as exc:
@@ -147,12 +135,12 @@ def create_subscriber(data: dict[str, Any]) -> dict[str, str]:
 @bp.response(200, SubscriberSchema)
 def get_subscriber(subscriber_id: int) -> Subscriber:
     """One subscriber."""
-    return _subscriber_or_404(subscriber_id)
+    return get_or_404(Subscriber, subscriber_id, "subscriber")
 
 
 @bp.route("/<int:subscriber_id>", methods=["DELETE"])
 @bp.response(204)
 def delete_subscriber(subscriber_id: int) -> None:
     """Erase a subscriber's personal data; the address's hash stays suppressed for good."""
-    erase(_subscriber_or_404(subscriber_id), utcnow())
+    erase(get_or_404(Subscriber, subscriber_id, "subscriber"), utcnow())
     db.session.commit()

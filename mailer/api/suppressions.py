@@ -12,8 +12,8 @@ from ..extensions import db
 from ..models import EMAIL_MAX, Suppression, SuppressionReason, utcnow
 from ..subscribers import InvalidAddress, normalise_email
 from ..suppressions import find_suppression, suppress, unsuppress
-from .base import current_token, make_blueprint
-from .pagination import InvalidCursor, Page, PageArgs, page_schema, paginate
+from .base import current_token, get_or_404, make_blueprint
+from .pagination import Page, PageArgs, page_schema, paginate
 
 bp = make_blueprint("suppressions", "/suppressions", "Addresses that are never mailed.")
 
@@ -66,13 +66,10 @@ def list_suppressions(limit: int, cursor: str | None, reason: str | None) -> Pag
     query = select(Suppression)
     if reason:
         query = query.where(Suppression.reason == reason)
-    try:
-        return paginate(
-            query, Suppression.id, kind="suppressions", limit=limit, cursor=cursor,
-            newest_first=True,
-        )  # fmt: skip
-    except InvalidCursor as exc:
-        abort(400, message=str(exc), errors={"cursor": [str(exc)]})
+    return paginate(
+        query, Suppression.id, kind="suppressions", limit=limit, cursor=cursor,
+        newest_first=True,
+    )  # fmt: skip
 
 
 @bp.route("", methods=["POST"])
@@ -97,9 +94,7 @@ def create_suppression(data: dict[str, Any]) -> tuple[Suppression, int]:
 @bp.response(204)
 def delete_suppression(suppression_id: int) -> None:
     """Take an address off the suppression list."""
-    entry = db.session.get(Suppression, suppression_id)
-    if entry is None:
-        abort(404, message=f"There is no suppression with id {suppression_id}.")
+    entry = get_or_404(Suppression, suppression_id, "suppression")
     token = current_token()
     unsuppress(entry, "removed through the API", f"API token {token.id} ({token.name})")
     db.session.commit()

@@ -131,7 +131,7 @@ def admin(stack: LiveStack, email: str, password: str) -> None:
 
 def embed_form(stack: LiveStack, name: str, origin: str) -> int:
     """An embeddable subscribe form allowed on ``origin``; its id."""
-    from mailer.embed import create_embed_form
+    from mailer.embed_forms import create_embed_form
     from mailer.extensions import db
     from mailer.models import utcnow
 
@@ -145,7 +145,7 @@ def embed_form(stack: LiveStack, name: str, origin: str) -> int:
 
 def api_token(stack: LiveStack, name: str) -> None:
     """An API token called ``name`` (its value is not kept: only the admin page lists it)."""
-    from mailer.api.tokens import create_api_token
+    from mailer.api_tokens import create_api_token
     from mailer.extensions import db
     from mailer.models import utcnow
 

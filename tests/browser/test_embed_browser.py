@@ -19,7 +19,7 @@ from werkzeug.serving import make_server
 
 from mailer.backends import backend_from_url
 from mailer.emails import RenderCache, render_delivery
-from mailer.embed import create_embed_form, snippet
+from mailer.embed_forms import create_embed_form, snippet
 from mailer.extensions import db, limiter
 from mailer.models import (
     ConsentEvent,
