@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, abort, render_template
 from sqlalchemy import select
 
+from .config import mail_settings
 from .emails import archive_html
 from .extensions import db
 from .models import Digest, DigestStatus, utcnow
@@ -38,7 +39,8 @@ def digest(digest_id: int) -> str:
     found = db.session.get(Digest, digest_id)
     if found is None or found.status != DigestStatus.SENT:
         abort(404)
-    return render_template("archive/digest.html", digest=found, body=archive_html(found, utcnow()))
+    body = archive_html(found, utcnow(), mail_settings())
+    return render_template("archive/digest.html", digest=found, body=body)
 
 
 def init_app(app: Flask) -> None:

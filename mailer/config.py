@@ -7,16 +7,19 @@ import os
 import secrets
 import zoneinfo
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from apscheduler.triggers.cron import CronTrigger
+from flask import current_app
 from limits import parse_many
 from sqlalchemy.engine import make_url
 
 MIN_SECRET_BYTES = 32
+Number = TypeVar("Number", int, float)
 
 
 class ConfigError(RuntimeError):
@@ -25,30 +28,35 @@ class ConfigError(RuntimeError):
 
 def _int(env: Mapping[str, str], name: str, default: int, *, least: int = 0) -> int:
     """A whole number of at least ``least``."""
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < least:
-        raise ConfigError(f"{name} must be at least {least}, got {value}")
-    return value
+    return _number(env, name, default, int, lambda n: n >= least, f"a whole number >= {least}")
 
 
 def _float(env: Mapping[str, str], name: str, default: float, *, positive: bool = False) -> float:
     """A finite number, not negative (and not zero when ``positive``)."""
+    if positive:
+        return _number(env, name, default, float, lambda n: 0 < n < math.inf, "a number above 0")
+    return _number(env, name, default, float, lambda n: 0 <= n < math.inf, "a number, 0 or more")
+
+
+def _number(
+    env: Mapping[str, str],
+    name: str,
+    default: Number,
+    parse: Callable[[str], Number],
+    accept: Callable[[Number], bool],
+    wanted: str,
+) -> Number:
+    """The variable parsed and accepted, the default when unset or blank, else a ConfigError."""
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
-        value = float(raw)
+        value = parse(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        least = "more than 0" if positive else "0 or more"
-        raise ConfigError(f"{name} must be a number {least}, got {raw!r}")
+        value = None
+    # NaN fails every comparison, so ``accept`` refuses it too.
+    if value is None or not accept(value):
+        raise ConfigError(f"{name} must be {wanted}, got {raw!r}")
     return value
 
 
@@ -60,6 +68,12 @@ def _checked(name: str, value: str, check: Callable[[str], object], hint: str) -
         except Exception as exc:  # each library refuses in its own way
             raise ConfigError(f"{name}: {value!r} is not valid ({exc}); {hint}") from None
     return value
+
+
+def _rate_limit(env: Mapping[str, str], name: str, default: str) -> str:
+    """A rate limit in the notation of ``limits``, several joined by ";"."""
+    hint = "write it like '300 per minute', or '10 per minute;50 per hour' for several"
+    return _checked(name, env.get(name) or default, parse_many, hint)
 
 
 def _address(value: str) -> None:
@@ -181,12 +195,6 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]
         zoneinfo.ZoneInfo,
         "give an IANA zone name such as Europe/London",
     )
-    _checked(
-        "MAILER_API_RATE_LIMIT",
-        env.get("MAILER_API_RATE_LIMIT", ""),
-        parse_many,
-        "write it like '300 per minute'",
-    )
     _dkim(env)
     send_rate = _float(env, "MAILER_SEND_RATE", 0.0)
     trusted_proxies = _int(env, "MAILER_TRUSTED_PROXIES", 0)
@@ -223,7 +231,15 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]
         "MAILER_TIMEZONE": env.get("MAILER_TIMEZONE", "UTC"),
         "MAILER_RATELIMIT_STORAGE_URL": env.get("MAILER_RATELIMIT_STORAGE_URL", "memory://"),
         "RATELIMIT_STORAGE_URI": env.get("MAILER_RATELIMIT_STORAGE_URL", "memory://"),
-        "MAILER_API_RATE_LIMIT": env.get("MAILER_API_RATE_LIMIT") or "300 per minute",
+        "MAILER_API_RATE_LIMIT": _rate_limit(env, "MAILER_API_RATE_LIMIT", "300 per minute"),
+        "MAILER_SUBSCRIBE_LIMIT_PER_IP": _rate_limit(
+            env, "MAILER_SUBSCRIBE_LIMIT_PER_IP", "10 per minute;50 per hour"
+        ),
+        "MAILER_SUBSCRIBE_LIMIT_PER_ADDRESS": _rate_limit(
+            env, "MAILER_SUBSCRIBE_LIMIT_PER_ADDRESS", "5 per hour;20 per day"
+        ),
+        "MAILER_RESEND_LIMIT_PER_IP": _rate_limit(env, "MAILER_RESEND_LIMIT_PER_IP", "10 per hour"),
+        "MAILER_API_MAX_BODY": _int(env, "MAILER_API_MAX_BODY", 64 * 1024, least=1),
         "MAILER_LIST_ID": env.get("MAILER_LIST_ID", ""),
         "MAILER_UNSUBSCRIBE_MAILTO": env.get("MAILER_UNSUBSCRIBE_MAILTO", ""),
         "MAILER_ENVELOPE_FROM": env.get("MAILER_ENVELOPE_FROM", ""),
@@ -256,3 +272,40 @@ def recurring_trigger(expression: str, timezone: str) -> CronTrigger:
             timezone=timezone,
         )
     return CronTrigger.from_crontab(expression, timezone=timezone)
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    """What building mail reads of the settings, read once and handed to the renderers."""
+
+    base_url: str  # MAILER_BASE_URL: every link in mail
+    sender: str  # MAILER_FROM
+    envelope_from: str  # MAILER_ENVELOPE_FROM; empty: the From address
+    list_id: str  # MAILER_LIST_ID; empty: derived from the base URL's host
+    unsubscribe_mailto: str  # MAILER_UNSUBSCRIBE_MAILTO; empty: none
+    postal_address: str  # MAILER_POSTAL_ADDRESS, in every footer
+    dkim_selector: str  # MAILER_DKIM_*: all three set, or no signing
+    dkim_domain: str
+    dkim_key_file: str
+    confirm_max_age: int  # MAILER_CONFIRM_MAX_AGE, in seconds
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> MailSettings:
+        """Read from a Flask config that load_settings filled."""
+        return cls(
+            base_url=config["MAILER_BASE_URL"],
+            sender=config["MAILER_FROM"],
+            envelope_from=config.get("MAILER_ENVELOPE_FROM") or "",
+            list_id=config.get("MAILER_LIST_ID") or "",
+            unsubscribe_mailto=config.get("MAILER_UNSUBSCRIBE_MAILTO") or "",
+            postal_address=config.get("MAILER_POSTAL_ADDRESS") or "",
+            dkim_selector=config.get("MAILER_DKIM_SELECTOR") or "",
+            dkim_domain=config.get("MAILER_DKIM_DOMAIN") or "",
+            dkim_key_file=config.get("MAILER_DKIM_KEY_FILE") or "",
+            confirm_max_age=int(config["MAILER_CONFIRM_MAX_AGE"]),
+        )
+
+
+def mail_settings() -> MailSettings:
+    """The running app's mail settings (each sender reads them once, with its render cache)."""
+    return MailSettings.from_config(current_app.config)

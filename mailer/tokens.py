@@ -170,7 +170,12 @@ def subscriber_for(purpose: Purpose, token: str) -> tuple[Subscriber, TokenClaim
     return subscriber, claims
 
 
+def link_at(base_url: str, purpose: Purpose, token: str) -> str:
+    """The absolute URL of a link of this purpose: the one shape of every link in mail."""
+    return f"{base_url}/{purpose.value}/{token}"
+
+
 def link(purpose: Purpose, subscriber: TokenOwner, film_id: int | None = None) -> str:
     """The absolute URL (on MAILER_BASE_URL) of a personal link."""
-    base = current_app.config["MAILER_BASE_URL"]
-    return f"{base}/{purpose.value}/{make_token(purpose, subscriber, film_id)}"
+    token = make_token(purpose, subscriber, film_id)
+    return link_at(current_app.config["MAILER_BASE_URL"], purpose, token)

@@ -12,19 +12,20 @@ import pytest
 import time_machine
 from flask import Flask
 
+from mailer.config import mail_settings
 from mailer.emails import (
-    PersonalLinks,
     RenderCache,
     RenderedEmail,
     Undeliverable,
     UnsafeHeader,
     archive_html,
-    build_email,
-    digest_content,
     preview_digest,
     render_delivery,
-    render_markdown,
 )
+from mailer.emails.content import digest_content
+from mailer.emails.links import PersonalLinks
+from mailer.emails.message import build_email
+from mailer.emails.text import render_markdown
 from mailer.extensions import db
 from mailer.models import (
     DeliveryKind,
@@ -221,11 +222,15 @@ def _compare_fast_and_slow(world: World) -> None:
         row = delivery_for(DeliveryKind.DIGEST, world, reader)
         fast = render_delivery(row, reader, cache, NOW)
         early = reader is world.fan
+        settings = mail_settings()
         slow = build_email(
-            digest_content(world.digest, NOW, PersonalLinks(reader), early),
+            digest_content(
+                world.digest, NOW, PersonalLinks(reader, settings.base_url), early, settings
+            ),
             reader.email,
             fast.message_id,
             format_datetime(NOW),
+            settings,
         ).as_bytes()
         # Really assembled from pre-rendered bytes, not the slow way.
         assert cache.fast_renders == (1 if early else 2) and cache.slow_renders == 0
@@ -282,7 +287,7 @@ def test_test_send_uses_example_links_that_work_for_nobody(app: Flask, world: Wo
 
 
 def test_preview_shows_what_a_fan_receives(app: Flask, world: World) -> None:
-    preview = preview_digest(world.digest, NOW)
+    preview = preview_digest(world.digest, NOW, mail_settings())
     assert isinstance(preview, RenderedEmail)
     assert preview.subject == "Three films this week"
     assert preview.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -292,7 +297,7 @@ def test_preview_shows_what_a_fan_receives(app: Flask, world: World) -> None:
 
 
 def test_archive_is_public_only(app: Flask, world: World) -> None:
-    page = str(archive_html(world.digest, NOW))
+    page = str(archive_html(world.digest, NOW, mail_settings()))
     assert "A State of Mind" in page and "Coming soon." in page
     assert "/early/" not in page and "/unsubscribe/" not in page
     assert "secret-early" not in page

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask
 
-from mailer.emails import DKIM_HEADERS
+from mailer.emails.signing import DKIM_HEADERS
 from mailer.models import DeliveryKind
 from tests.factories import World, render
 

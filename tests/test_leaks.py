@@ -23,6 +23,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from mailer import create_app
+from mailer.config import mail_settings
 from mailer.emails import RenderCache, Undeliverable, archive_html, render_delivery
 from mailer.extensions import db, limiter
 from mailer.models import (
@@ -193,7 +194,7 @@ def render_all_mail(world: World) -> None:
                         world.mail[(kind, recipient, state)] = readable(message.data)
         digest = db.session.get(Digest, world.digest_id)
         assert digest is not None
-        archive = str(archive_html(digest, now))
+        archive = str(archive_html(digest, now, mail_settings()))
         for state in FILM_STATES:
             world.mail[("archive", "anonymous", state)] = archive
 

@@ -17,7 +17,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from mailer.emails import link_target, preview_digest, render_markdown
+from mailer.config import mail_settings
+from mailer.emails import preview_digest
+from mailer.emails.text import link_target, render_markdown
 from mailer.extensions import db
 from mailer.journal import queue_message
 from mailer.models import DeliveryKind, Digest, DigestStatus
@@ -132,7 +134,7 @@ def test_the_preview_the_sent_mail_and_the_archive_carry_no_script_link(
         db.session.add(digest)
         db.session.commit()
         digest_id = digest.id
-        preview = preview_digest(digest, NOW)
+        preview = preview_digest(digest, NOW, mail_settings())
         assert_no_hostile_link(preview.html)
         assert "alert(1)" not in preview.text
         queue_message(

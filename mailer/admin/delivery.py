@@ -11,6 +11,7 @@ from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
+from ..config import mail_settings
 from ..digests import (
     InvalidTransition,
     SendTimePassed,
@@ -44,7 +45,7 @@ def digest_preview(digest: Digest) -> RenderedEmail | None:
     """What a subscriber would receive if the digest went out now; None if it cannot be built
     (content stored before a rule refused it, which the page marks beside its field)."""
     try:
-        return preview_digest(digest, utcnow())
+        return preview_digest(digest, utcnow(), mail_settings())
     except UnsafeHeader:
         return None
 

@@ -27,7 +27,6 @@ class MailerApi(Api):
 
 def init_app(app: Flask) -> None:
     """Register the API's resources, its OpenAPI document, error handlers and token commands."""
-    app.config.setdefault("MAILER_API_MAX_BODY", 64 * 1024)
     app.config["OPENAPI_URL_PREFIX"] = PREFIX
     app.config["OPENAPI_JSON_PATH"] = "openapi.json"
     spec_options: dict[str, Any] = {

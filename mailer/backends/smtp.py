@@ -172,7 +172,8 @@ class SMTPBackend:
             else:
                 conn = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
             if conn.sock is not None:
-                # Messages over 16 KiB otherwise stall on delayed ACKs (see PERFORMANCE.md).
+                # Messages over 16 KiB otherwise stall on delayed ACKs (benchmarks/README.md,
+                # "What sending costs on these machines").
                 conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn.ehlo()
             if self.starttls:
