@@ -9,14 +9,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from typing import TYPE_CHECKING
 
 from ..backends import Message
 from ..config import MailSettings
 from ..tokens import Purpose
-from .cache import RenderCache
 from .deliveries import Journaled, Recipient, message_id_of
 from .links import Links, PersonalLinks
 from .message import Content, build_email, finish
+
+if TYPE_CHECKING:  # the cache keeps pre-rendered digests; this module only reads it
+    from .cache import RenderCache
 
 _SIMPLE_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+$")
 _DATE_SENTINEL = format_datetime(datetime(1999, 12, 31, 23, 59, 59, tzinfo=UTC))
