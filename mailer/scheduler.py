@@ -22,6 +22,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
+from . import webhooks
 from .backends import SenderMisconfigured, backend_from_url, get_backend
 from .extensions import db
 from .models import Digest, DigestFilm, DigestStatus, Film, utcnow
@@ -334,6 +335,7 @@ def build_scheduler(app: Flask, worker: str) -> BlockingScheduler:
         coalesce=True,
         next_run_time=datetime.now(UTC) + timedelta(seconds=30),
     )
+    webhooks.add_worker_job(scheduler, app)
     if purge is None:
         log.info("housekeeping: no purge of unconfirmed subscribers in this version")
     return scheduler

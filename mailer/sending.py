@@ -38,7 +38,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import String
 
-from . import emails
+from . import emails, webhooks
 from .backends import (
     Backend,
     Message,
@@ -427,6 +427,8 @@ def finish_digests(now: datetime) -> list[int]:
             .where(Digest.id == digest_id, Digest.status == DigestStatus.SENDING, ~still_open)
             .values(status=DigestStatus.SENT, finished_at=now, updated_at=now)
         )
+        if moved.rowcount:  # type: ignore[attr-defined]
+            webhooks.emit_digest_sent(digest_id, now)
         db.session.commit()
         if moved.rowcount:  # type: ignore[attr-defined]
             counts = digest_counts(digest_id)
@@ -1105,6 +1107,7 @@ class Sender:
         except PermanentFailure as exc:
             self.connection_errors = 0
             suppress(message.recipients[0], SuppressionReason.HARD_BOUNCE, now, str(exc))
+            webhooks.emit_bounce(job.subscriber_id, message.recipients[0], str(exc), now)
             group.suppressed.add(email_hash(message.recipients[0]))
             outcomes.finish(job, DeliveryStatus.FAILED, str(exc))
             stats.failed += 1

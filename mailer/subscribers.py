@@ -15,7 +15,7 @@ from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from sqlalchemy import bindparam, delete, exists, func, literal, select, update
 
-from . import sending
+from . import sending, webhooks
 from .extensions import db
 from .models import (
     EMAIL_MAX,
@@ -289,6 +289,7 @@ def subscribe(
         db.session.add(subscriber)
         db.session.flush()
         _record(subscriber, ConsentAction.SUBSCRIBE, consent, now, topics=sorted(map(str, chosen)))
+        webhooks.emit_subscriber(webhooks.WebhookEvent.SUBSCRIBED, subscriber, now)
         _queue_confirmation(subscriber, now)
         return
     if subscriber.status == SubscriberStatus.CONFIRMED:
@@ -303,6 +304,7 @@ def subscribe(
         subscriber.source = source[:100]
     _set_topics(subscriber, chosen)
     _record(subscriber, ConsentAction.SUBSCRIBE, consent, now, topics=sorted(map(str, chosen)))
+    webhooks.emit_subscriber(webhooks.WebhookEvent.SUBSCRIBED, subscriber, now)
     # Only someone holding an unsubscribe link can unsubscribe, so coming back is never bombing.
     if coming_back or _resend_due(subscriber, now):
         _queue_confirmation(subscriber, now)
@@ -344,6 +346,7 @@ def confirm(subscriber: Subscriber, consent: ConsentContext, now: datetime) -> N
         now,
         topics=[str(t) for t in topics_of(subscriber)],
     )
+    webhooks.emit_subscriber(webhooks.WebhookEvent.CONFIRMED, subscriber, now)
     sending.queue_message(DeliveryKind.WELCOME, subscriber, now)
 
 
@@ -358,6 +361,7 @@ def unsubscribe(subscriber: Subscriber, now: datetime, consent: ConsentContext |
     subscriber.nonce = new_nonce()
     sending.skip_pending_for(subscriber.id, "unsubscribed")
     _record(subscriber, ConsentAction.UNSUBSCRIBE, consent, now)
+    webhooks.emit_subscriber(webhooks.WebhookEvent.UNSUBSCRIBED, subscriber, now)
 
 
 def unsubscribe_target(token: str) -> Subscriber | None:
@@ -496,6 +500,7 @@ def erase(subscriber: Subscriber, now: datetime) -> None:
     """Delete a subscriber's personal data; keep only a hash so no import can re-add the address."""
     suppress(subscriber.email, SuppressionReason.ERASED, "erased at the subscriber's request", now)
     sending.skip_pending_for(subscriber.id, "erased")
+    webhooks.forget_subscribers([subscriber.id])
     # Delivery rows stay for the digests' counts, with nothing left that names the person.
     db.session.execute(
         update(Delivery)
@@ -518,6 +523,7 @@ def purge_unconfirmed(now: datetime) -> int:
     # Dependent rows first: SQLite does not enforce the foreign keys' cascades.
     db.session.execute(delete(ConsentEvent).where(ConsentEvent.subscriber_id.in_(stale)))
     db.session.execute(delete(Delivery).where(Delivery.subscriber_id.in_(stale)))
+    webhooks.forget_subscribers(stale)
     result = db.session.execute(
         delete(Subscriber).where(Subscriber.id.in_(stale)),
         execution_options={"synchronize_session": False},
