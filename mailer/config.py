@@ -227,6 +227,14 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]
         "MAILER_PAUSE_AFTER_CONNECTION_ERRORS": _int(
             env, "MAILER_PAUSE_AFTER_CONNECTION_ERRORS", 10, least=1
         ),
+        # Outgoing webhooks: each attempt's time limit, the first retry's delay, when to give up.
+        "MAILER_WEBHOOK_TIMEOUT": _float(env, "MAILER_WEBHOOK_TIMEOUT", 10.0, positive=True),
+        "MAILER_WEBHOOK_RETRY_DELAY": _float(
+            env, "MAILER_WEBHOOK_RETRY_DELAY", 60.0, positive=True
+        ),
+        "MAILER_WEBHOOK_RETRY_DEADLINE": _int(
+            env, "MAILER_WEBHOOK_RETRY_DEADLINE", 3 * 24 * 3600, least=1
+        ),
         "MAILER_DIGEST_SCHEDULE": env.get("MAILER_DIGEST_SCHEDULE", ""),
         "MAILER_TIMEZONE": env.get("MAILER_TIMEZONE", "UTC"),
         "MAILER_RATELIMIT_STORAGE_URL": env.get("MAILER_RATELIMIT_STORAGE_URL", "memory://"),

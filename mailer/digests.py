@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy import exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from . import webhooks
 from .extensions import db
 from .journal import OPEN_STATUSES, digest_counts, enqueue_digest, skip_pending_of_digest
 from .models import (
@@ -276,6 +277,8 @@ def finish_digests(now: datetime) -> list[int]:
             .where(Digest.id == digest_id, Digest.status == DigestStatus.SENDING, ~still_open)
             .values(status=DigestStatus.SENT, finished_at=now, updated_at=now)
         )
+        if moved.rowcount:  # type: ignore[attr-defined]
+            webhooks.emit_digest_sent(digest_id, now)
         db.session.commit()
         if moved.rowcount:  # type: ignore[attr-defined]
             counts = digest_counts(digest_id)

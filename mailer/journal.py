@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import secrets
 import time
 from collections.abc import Callable
@@ -102,6 +103,18 @@ def refusal(kind: str, subscriber: Any) -> str:
 def may_receive(kind: str, subscriber: Any | None) -> bool:
     """Whether a subscriber (or None) may get a bulk ``kind`` by their choices (early links too)."""
     return subscriber is not None and not refusal(kind, subscriber)
+
+
+# --- retries ----------------------------------------------------------------------------------
+
+# Retries never wait longer than this between two attempts (mail and webhooks alike).
+MAX_RETRY_DELAY = 6 * 3600.0
+
+
+def retry_delay(attempts: int, base: float) -> float:
+    """Exponential back-off with jitter: about base·2^(attempts-1), between half and all of it."""
+    delay = min(base * 2 ** max(attempts - 1, 0), MAX_RETRY_DELAY)
+    return delay / 2 + random.uniform(0, delay / 2)
 
 
 # --- Message-IDs --------------------------------------------------------------------------------

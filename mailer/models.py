@@ -457,3 +457,80 @@ class SendPace(Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     # Microseconds since the epoch: no further message may start before this.
     next_slot_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class WebhookDeliveryStatus(enum.StrEnum):
+    QUEUED = "queued"  # due at next_attempt_at; also a failed attempt awaiting its retry
+    CLAIMED = "claimed"  # being sent by a worker until lease_until
+    SENT = "sent"  # the receiver answered 2xx
+    FAILED = "failed"  # gave up at the retry deadline
+    SKIPPED = "skipped"  # not sent on purpose: the endpoint was disabled
+
+
+class WebhookEndpoint(Model):
+    """A URL an admin registered for some events, with the secret its deliveries are signed with."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    description: Mapped[str] = mapped_column(String(200), default="")
+    # Event names (webhooks.WebhookEvent values) this endpoint receives.
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Kept in the clear: signing needs it (the admin page shows it only once, at creation).
+    secret: Mapped[str] = mapped_column(String(100))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+QUEUED_WEBHOOK = "status = 'queued'"
+LEASED_WEBHOOK = "status = 'claimed'"
+
+
+class WebhookDelivery(Model):
+    """One event to one endpoint: the journal row the worker claims, posts, retries and records."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(50))
+    # The webhook-id header: the same for every endpoint and every attempt of one event.
+    message_id: Mapped[str] = mapped_column(String(64))
+    # The exact JSON body, so every attempt signs and sends the same bytes.
+    payload: Mapped[str] = mapped_column(Text)
+    # Whom the payload names, so erasing the subscriber can take the address out of it.
+    subscriber_id: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default=WebhookDeliveryStatus.QUEUED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The last answer: its status code (None when there was none) and the start of its body.
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_excerpt: Mapped[str] = mapped_column(Text, default="")
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_enum_values(WebhookDeliveryStatus)})", name="status"),
+        # An endpoint's recent deliveries (the admin page), and its rows on disable.
+        Index("ix_webhook_deliveries_endpoint_id_id", "endpoint_id", "id"),
+        Index("ix_webhook_deliveries_subscriber_id", "subscriber_id"),
+        # The worker's claim: due rows, and leases that ran out.
+        Index(
+            "ix_webhook_deliveries_due",
+            "next_attempt_at",
+            "id",
+            postgresql_where=text(QUEUED_WEBHOOK),
+            sqlite_where=text(QUEUED_WEBHOOK),
+        ),
+        Index(
+            "ix_webhook_deliveries_leased",
+            "lease_until",
+            "id",
+            postgresql_where=text(LEASED_WEBHOOK),
+            sqlite_where=text(LEASED_WEBHOOK),
+        ),
+    )

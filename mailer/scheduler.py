@@ -20,6 +20,7 @@ from apscheduler.triggers.cron import CronTrigger
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
+from . import webhooks
 from .backends import SenderMisconfigured, backend_from_url, get_backend
 from .config import recurring_trigger
 from .digests import compose_recurring_digest, finish_digests, start_due_digests
@@ -257,6 +258,7 @@ def build_scheduler(app: Flask, worker: str) -> BlockingScheduler:
         coalesce=True,
         next_run_time=datetime.now(UTC) + timedelta(seconds=30),
     )
+    webhooks.add_worker_job(scheduler, app)
     if purge is None:
         log.info("housekeeping: no purge of unconfirmed subscribers in this version")
     return scheduler

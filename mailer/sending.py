@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import String
 
-from . import emails
+from . import emails, webhooks
 from .address_hash import email_hash
 from .backends import (
     Backend,
@@ -37,7 +36,7 @@ from .backends import (
 )
 from .digests import pause_digests_of, pause_for_error
 from .extensions import db, dialect_insert
-from .journal import message_id_sql, refusal
+from .journal import message_id_sql, refusal, retry_delay
 from .models import (
     DUE_DIGEST,
     DUE_MAIL,
@@ -58,8 +57,6 @@ from .suppressions import suppress
 
 log = logging.getLogger("mailer.sending")
 
-# Retries never wait longer than this between two attempts.
-MAX_RETRY_DELAY = 6 * 3600.0
 # A group of deliveries is re-checked, sent and journaled in one transaction, so a crash can
 # resend what its group sent before the crash: at most GROUP_MAX messages per connection.
 # Groups are also sized to take about GROUP_SECONDS: the locks a group holds (SQLite's write
@@ -295,12 +292,6 @@ class BatchStats:
 
 class StopBatch(Exception):
     """Our own side is failing: stop this batch and give the rest back."""
-
-
-def retry_delay(attempts: int, base: float) -> float:
-    """Exponential back-off with jitter: about base·2^(attempts-1), between half and all of it."""
-    delay = min(base * 2 ** max(attempts - 1, 0), MAX_RETRY_DELAY)
-    return delay / 2 + random.uniform(0, delay / 2)
 
 
 @dataclass(slots=True)
@@ -693,6 +684,7 @@ class Sender:
         except PermanentFailure as exc:
             self.connection_errors = 0
             suppress(message.recipients[0], SuppressionReason.HARD_BOUNCE, now, note=str(exc))
+            webhooks.emit_bounce(job.subscriber_id, message.recipients[0], str(exc), now)
             group.suppressed.add(email_hash(message.recipients[0]))
             outcomes.finish(job, DeliveryStatus.FAILED, str(exc))
             stats.failed += 1

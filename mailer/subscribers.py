@@ -15,7 +15,7 @@ from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from sqlalchemy import bindparam, delete, exists, func, literal, select, update
 
-from . import journal
+from . import journal, webhooks
 from .address_hash import email_hash
 from .extensions import db
 from .models import (
@@ -255,6 +255,7 @@ def subscribe(
         db.session.add(subscriber)
         db.session.flush()
         _record(subscriber, ConsentAction.SUBSCRIBE, consent, now, topics=sorted(map(str, chosen)))
+        webhooks.emit_subscriber(webhooks.WebhookEvent.SUBSCRIBED, subscriber, now)
         _queue_confirmation(subscriber, now)
         return
     if subscriber.status == SubscriberStatus.CONFIRMED:
@@ -269,6 +270,7 @@ def subscribe(
         subscriber.source = source[:100]
     _set_topics(subscriber, chosen)
     _record(subscriber, ConsentAction.SUBSCRIBE, consent, now, topics=sorted(map(str, chosen)))
+    webhooks.emit_subscriber(webhooks.WebhookEvent.SUBSCRIBED, subscriber, now)
     # Only someone holding an unsubscribe link can unsubscribe, so coming back is never bombing.
     if coming_back or _resend_due(subscriber, now):
         _queue_confirmation(subscriber, now)
@@ -310,6 +312,7 @@ def confirm(subscriber: Subscriber, consent: ConsentContext, now: datetime) -> N
         now,
         topics=[str(t) for t in topics_of(subscriber)],
     )
+    webhooks.emit_subscriber(webhooks.WebhookEvent.CONFIRMED, subscriber, now)
     journal.queue_message(DeliveryKind.WELCOME, subscriber, now)
 
 
@@ -324,6 +327,7 @@ def unsubscribe(subscriber: Subscriber, now: datetime, consent: ConsentContext |
     subscriber.nonce = new_nonce()
     journal.skip_pending_for(subscriber.id, "unsubscribed")
     _record(subscriber, ConsentAction.UNSUBSCRIBE, consent, now)
+    webhooks.emit_subscriber(webhooks.WebhookEvent.UNSUBSCRIBED, subscriber, now)
 
 
 def unsubscribe_target(token: str) -> Subscriber | None:
@@ -464,6 +468,7 @@ def erase(subscriber: Subscriber, now: datetime) -> None:
         subscriber.email, SuppressionReason.ERASED, now, note="erased at the subscriber's request"
     )
     journal.skip_pending_for(subscriber.id, "erased")
+    webhooks.forget_subscribers([subscriber.id])
     # Delivery rows stay for the digests' counts, with nothing left that names the person.
     db.session.execute(
         update(Delivery)
@@ -486,6 +491,7 @@ def purge_unconfirmed(now: datetime) -> int:
     # Dependent rows first: SQLite does not enforce the foreign keys' cascades.
     db.session.execute(delete(ConsentEvent).where(ConsentEvent.subscriber_id.in_(stale)))
     db.session.execute(delete(Delivery).where(Delivery.subscriber_id.in_(stale)))
+    webhooks.forget_subscribers(stale)
     result = db.session.execute(
         delete(Subscriber).where(Subscriber.id.in_(stale)),
         execution_options={"synchronize_session": False},

@@ -27,6 +27,7 @@ from mailer.journal import (
     enqueue_digest,
     enqueue_early_access_alerts,
     queue_message,
+    retry_delay,
     skip_pending_for,
 )
 from mailer.models import (
@@ -51,7 +52,6 @@ from mailer.sending import (
     Slots,
     _due_branches,
     claim_batch,
-    retry_delay,
 )
 from mailer.suppressions import is_suppressed, suppress
 from tests.factories import add_digest, add_subscribers

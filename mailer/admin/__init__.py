@@ -17,6 +17,7 @@ from . import (  # noqa: F401 (importing the view modules attaches their routes 
     outbox,
     subscriber_actions,
     subscribers,
+    webhooks,
 )
 from .base import bp, format_local
 
