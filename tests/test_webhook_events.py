@@ -13,9 +13,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from mailer.backends import backend_from_url
+from mailer.digests import finish_digests
 from mailer.extensions import db
+from mailer.journal import enqueue_digest
 from mailer.models import DigestStatus, Subscriber, WebhookDelivery
-from mailer.sending import Sender, claim_batch, enqueue_digest, finish_digests
+from mailer.sending import Sender, claim_batch
 from mailer.subscribers import ConsentContext, confirm, erase, subscribe, unsubscribe
 from mailer.webhooks import WebhookEvent, create_endpoint, deliver_due, emit
 from tests.conftest import csrf_token_from
