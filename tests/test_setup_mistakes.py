@@ -105,6 +105,7 @@ BAD_VALUES = {
     "MAILER_DKIM_DOMAIN": "example.org",
     "MAILER_DKIM_KEY_FILE": "/nonexistent/dkim.pem",
     "MAILER_INSTANCE_PATH": "/proc/mailer-instance",
+    "MAILER_ADMIN_2FA": "sometimes",
 }
 # Settings with no value that could be wrong, and why.
 NO_BAD_VALUE = {
