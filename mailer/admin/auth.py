@@ -88,7 +88,7 @@ class SignedInAdmin(UserMixin):
 @login_manager.user_loader
 def load_admin(user_id: str) -> SignedInAdmin | None:
     """The signed-in admin, or None when the session was ended or its version moved on."""
-    admin_id, version, key = (user_id.split(":", 2) + ["", ""])[:3]
+    admin_id, version, key = [*user_id.split(":", 2), "", ""][:3]
     if not (admin_id.isdigit() and version.isdigit() and key):
         return None
     admin = db.session.get(Admin, int(admin_id))
