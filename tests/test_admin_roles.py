@@ -227,3 +227,14 @@ def test_signing_in_through_the_form_carries_the_role(app: Flask, client: FlaskC
     assert sign_in(client, "v@example.org", ADMIN_PASSWORD).status_code == 302
     assert client.get("/admin/films").status_code == 200
     assert client.get("/admin/films/new").status_code == 403
+
+
+def test_pages_hide_the_buttons_a_viewer_cannot_use(app: Flask) -> None:
+    editor, viewer = signed_in_as(app, E), signed_in_as(app, V)
+    films = viewer.get("/admin/films").get_data(as_text=True)
+    assert "Add a film" not in films
+    assert "Add a film" in editor.get("/admin/films").get_data(as_text=True)
+    assert "Compose a digest" not in viewer.get("/admin/digests").get_data(as_text=True)
+    suppressions = viewer.get("/admin/suppressions").get_data(as_text=True)
+    assert "Suppress an address" not in suppressions
+    assert "Suppress an address" in editor.get("/admin/suppressions").get_data(as_text=True)
