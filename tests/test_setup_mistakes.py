@@ -116,7 +116,7 @@ NO_BAD_VALUE = {
 
 def test_every_setting_has_a_bad_value_to_try() -> None:
     source = Path(mailer.config.__file__).read_text() + Path(mailer.__file__).read_text()
-    settings = set(re.findall(r'"(MAILER_[A-Z_]+)"', source))
+    settings = set(re.findall(r'"(MAILER_[A-Z0-9_]+)"', source))
     assert settings == set(BAD_VALUES) | set(NO_BAD_VALUE)
 
 
