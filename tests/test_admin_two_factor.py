@@ -164,10 +164,16 @@ def test_turning_it_off_needs_a_code(app: Flask, admin_client, clock) -> None:
 
 
 @pytest.fixture
-def required_app(test_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, app: Flask) -> Flask:
-    """The app with MAILER_ADMIN_2FA=required (on the same emptied database)."""
+def required_app(
+    test_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, app: Flask
+) -> Iterator[Flask]:
+    """The app with MAILER_ADMIN_2FA=required (on the same database, emptied after by `app`)."""
     monkeypatch.setenv("MAILER_ADMIN_2FA", "required")
-    return create_app({"TESTING": True})
+    required = create_app({"TESTING": True})
+    yield required
+    with required.app_context():
+        db.session.remove()
+        db.engine.dispose()
 
 
 def test_required_sends_an_owner_to_set_up_before_anything_else(required_app: Flask, clock) -> None:
