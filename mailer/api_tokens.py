@@ -11,7 +11,7 @@ from flask.cli import AppGroup
 from sqlalchemy import or_, select, update
 
 from .extensions import db
-from .models import ApiToken, utcnow
+from .models import ApiScope, ApiToken, utcnow
 
 TOKEN_TAG = "mlr_"  # makes a leaked token recognisable to secret scanners and people
 PREFIX_LENGTH = len(TOKEN_TAG) + 8
@@ -33,7 +33,9 @@ def hash_token(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode()).hexdigest()
 
 
-def create_api_token(name: str, now: datetime) -> tuple[ApiToken, str]:
+def create_api_token(
+    name: str, now: datetime, scope: ApiScope = ApiScope.ADMIN
+) -> tuple[ApiToken, str]:
     """A new token named `name`; returns the row and the plaintext, which is never stored."""
     name = name.strip()
     if not name or len(name) > NAME_MAX or not name.isprintable():
@@ -44,6 +46,7 @@ def create_api_token(name: str, now: datetime) -> tuple[ApiToken, str]:
         token_hash=hash_token(plaintext),
         prefix=plaintext[:PREFIX_LENGTH],
         created_at=now,
+        scope=scope,
     )
     db.session.add(token)
     db.session.flush()
@@ -100,16 +103,23 @@ api_token_cli = AppGroup("api-token", help="Create, list and revoke tokens of th
 
 @api_token_cli.command("create")
 @click.argument("name")
-def create_command(name: str) -> None:
+@click.option(
+    "--scope",
+    type=click.Choice([s.value for s in ApiScope]),
+    default=ApiScope.ADMIN.value,
+    show_default=True,
+    help="read: GET only; write: also films and digests; admin: everything.",
+)
+def create_command(name: str, scope: str) -> None:
     """Create a token called NAME and print it (it is shown this once only)."""
     try:
-        token, plaintext = create_api_token(name, utcnow())
+        token, plaintext = create_api_token(name, utcnow(), ApiScope(scope))
     except ApiTokenNameInvalid as exc:
         raise click.BadParameter(str(exc), param_hint="NAME") from None
     db.session.commit()
     click.echo(plaintext)
     click.echo(
-        f"token {token.id} ({token.name!r}, prefix {token.prefix}) created; "
+        f"token {token.id} ({token.name!r}, scope {token.scope}, prefix {token.prefix}) created; "
         "store it now, it cannot be shown again",
         err=True,
     )
@@ -117,12 +127,13 @@ def create_command(name: str) -> None:
 
 @api_token_cli.command("list")
 def list_command() -> None:
-    """List tokens: id, name, prefix, created, last used, revoked."""
-    rows = [("id", "name", "prefix", "created", "last used", "revoked")]
+    """List tokens: id, name, scope, prefix, created, last used, revoked."""
+    rows = [("id", "name", "scope", "prefix", "created", "last used", "revoked")]
     rows += [
         (
             str(t.id),
             t.name,
+            t.scope,
             t.prefix,
             _when(t.created_at),
             _when(t.last_used_at),

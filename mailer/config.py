@@ -196,6 +196,11 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]
         "give an IANA zone name such as Europe/London",
     )
     _dkim(env)
+    admin_two_factor = env.get("MAILER_ADMIN_2FA", "").strip().lower() or "optional"
+    if admin_two_factor not in ("optional", "required"):
+        raise ConfigError(
+            f"MAILER_ADMIN_2FA must be 'optional' or 'required', got {admin_two_factor!r}"
+        )
     send_rate = _float(env, "MAILER_SEND_RATE", 0.0)
     trusted_proxies = _int(env, "MAILER_TRUSTED_PROXIES", 0)
     return {
@@ -255,6 +260,8 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]
         "MAILER_DKIM_DOMAIN": env.get("MAILER_DKIM_DOMAIN", ""),
         "MAILER_DKIM_KEY_FILE": env.get("MAILER_DKIM_KEY_FILE", ""),
         "MAILER_LOAD_FILMS": env.get("MAILER_LOAD_FILMS", ""),
+        # "required": owners cannot use the admin until they have set up two-factor sign-in.
+        "MAILER_ADMIN_2FA": admin_two_factor,
         "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
         "WTF_CSRF_TIME_LIMIT": None,
     }

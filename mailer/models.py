@@ -115,6 +115,32 @@ class SuppressionReason(enum.StrEnum):
     MANUAL = "manual"
 
 
+class AdminRole(enum.StrEnum):
+    """What an admin may do, each role including the ones below it."""
+
+    VIEWER = "viewer"  # looks at dashboards and read-only pages
+    EDITOR = "editor"  # also keeps films and composes, tests, schedules and sends digests
+    OWNER = "owner"  # also manages admins, API tokens, erasure, suppressions and settings
+
+    @property
+    def rank(self) -> int:
+        """Order of power: viewer < editor < owner."""
+        return list(AdminRole).index(self)
+
+
+class ApiScope(enum.StrEnum):
+    """What an API token may do, each scope including the ones below it."""
+
+    READ = "read"  # GET only
+    WRITE = "write"  # what an editor may do
+    ADMIN = "admin"  # everything, as an owner
+
+    @property
+    def rank(self) -> int:
+        """Order of power: read < write < admin."""
+        return list(ApiScope).index(self)
+
+
 class ConsentAction(enum.StrEnum):
     SUBSCRIBE = "subscribe"
     CONFIRM = "confirm"
@@ -404,6 +430,36 @@ class Admin(Model):
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    role: Mapped[str] = mapped_column(String(16), default=AdminRole.EDITOR)
+    # Base32 TOTP secret once two-factor sign-in is confirmed; None while it is off.
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    # The last 30-second time step whose code was accepted: a code is good once only.
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (CheckConstraint(f"role IN ({_enum_values(AdminRole)})", name="role"),)
+
+
+class AdminSession(Model):
+    """One signed-in browser of an admin; signing out deletes it, and that session ends."""
+
+    __tablename__ = "admin_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    admin_id: Mapped[int] = mapped_column(ForeignKey("admins.id", ondelete="CASCADE"), index=True)
+    # SHA-256 of the random key the session cookie carries.
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AdminRecoveryCode(Model):
+    """A one-time code that stands in for a TOTP code; only its argon2 hash is kept."""
+
+    __tablename__ = "admin_recovery_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    admin_id: Mapped[int] = mapped_column(ForeignKey("admins.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(255))
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ApiToken(Model):
@@ -418,6 +474,9 @@ class ApiToken(Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    scope: Mapped[str] = mapped_column(String(8), default=ApiScope.ADMIN)
+
+    __table_args__ = (CheckConstraint(f"scope IN ({_enum_values(ApiScope)})", name="scope"),)
 
 
 class EmbedForm(Model):

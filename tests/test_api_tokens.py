@@ -96,8 +96,13 @@ def test_cli_create_list_revoke(app, runner) -> None:
     listed = runner.invoke(args=["api-token", "list"])
     assert listed.exit_code == 0
     header, row = listed.output.splitlines()
-    assert header.split() == ["id", "name", "prefix", "created", "last", "used", "revoked"]
-    assert row.startswith(f"{token_id} ") and "site CMS" in row and plaintext[:12] in row
+    assert header.split() == ["id", "name", "scope", "prefix", "created", "last", "used", "revoked"]
+    assert (
+        row.startswith(f"{token_id} ")
+        and "site CMS" in row
+        and " admin " in row
+        and plaintext[:12] in row
+    )
     assert plaintext not in listed.output
 
     revoked = runner.invoke(args=["api-token", "revoke", str(token_id)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from . import (  # noqa: F401 (importing the view modules attaches their routes to bp)
+    admins,
     api_tokens,
     auth,
     delivery,
@@ -17,6 +18,7 @@ from . import (  # noqa: F401 (importing the view modules attaches their routes 
     outbox,
     subscriber_actions,
     subscribers,
+    two_factor,
     webhooks,
 )
 from .base import bp, format_local

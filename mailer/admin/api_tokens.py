@@ -7,7 +7,7 @@ from werkzeug.wrappers import Response
 
 from ..api_tokens import ApiTokenNameInvalid, create_api_token, list_api_tokens, revoke_api_token
 from ..extensions import db
-from ..models import ApiToken, utcnow
+from ..models import ApiScope, ApiToken, utcnow
 from .base import bp
 
 
@@ -19,6 +19,7 @@ def _page(errors: dict[str, str], name: str, plaintext: str | None, status: int)
         errors=errors,
         name=name,
         plaintext=plaintext,
+        scopes=list(ApiScope),
     )
     return page, status
 
@@ -34,7 +35,11 @@ def api_token_create() -> tuple[str, int]:
     """Create a token and show its value this once: only its hash is kept."""
     name = request.form.get("name", "")
     try:
-        token, plaintext = create_api_token(name, utcnow())
+        scope = ApiScope(request.form.get("scope") or ApiScope.ADMIN)
+    except ValueError:
+        return _page({"scope": "is read, write or admin"}, name, None, 400)
+    try:
+        token, plaintext = create_api_token(name, utcnow(), scope)
     except ApiTokenNameInvalid as exc:
         db.session.rollback()
         return _page({"name": str(exc)}, name, None, 400)

@@ -1,8 +1,10 @@
-"""Admin accounts: argon2 passwords, sign-in and sign-out, session versions, account commands."""
+"""Admin accounts: argon2 passwords, roles, sign-in and sign-out, sessions, account commands."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import secrets
 from datetime import datetime
 from functools import cache
 from zoneinfo import available_timezones
@@ -14,11 +16,11 @@ from email_validator import EmailNotValidError, validate_email
 from flask import Flask, current_app, flash, redirect, render_template, request, session, url_for
 from flask.cli import with_appcontext
 from flask_login import UserMixin, current_user, login_user, logout_user
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from werkzeug.wrappers import Response
 
 from ..extensions import db, limiter, login_manager
-from ..models import Admin, utcnow
+from ..models import Admin, AdminRole, AdminSession, utcnow
 from .base import bp, safe_next
 
 log = logging.getLogger(__name__)
@@ -26,6 +28,8 @@ log = logging.getLogger(__name__)
 PASSWORD_MIN = 12
 PASSWORD_MAX = 1024
 SIGN_IN_FAILED = "That address and password do not match an admin account."
+# Where the session keeps who passed the password step and still owes a two-factor code.
+PENDING_SECOND_STEP = "two_factor_pending"
 STRONG_HASHER = PasswordHasher()  # argon2id, RFC 9106 low-memory profile
 # Tests sign in hundreds of times; the cheapest argon2id keeps them quick and changes nothing else.
 TEST_HASHER = PasswordHasher.from_parameters(profiles.CHEAPEST)
@@ -49,11 +53,12 @@ class SignInFailed(Exception):
 
 
 class SignedInAdmin(UserMixin):
-    """The Flask-Login user: an Admin whose session id carries its session version."""
+    """The Flask-Login user: an Admin, with its session version and this session's key."""
 
-    def __init__(self, admin: Admin) -> None:
-        """Wrap an Admin row."""
+    def __init__(self, admin: Admin, session_key: str) -> None:
+        """Wrap an Admin row signed in under ``session_key`` (see start_session)."""
         self.admin = admin
+        self.session_key = session_key
 
     @property
     def id(self) -> int:
@@ -70,21 +75,54 @@ class SignedInAdmin(UserMixin):
         """The admin's time zone name."""
         return self.admin.timezone
 
+    @property
+    def role(self) -> str:
+        """The admin's role: owner, editor or viewer."""
+        return self.admin.role
+
     def get_id(self) -> str:
-        """The session id: "<admin id>:<session version>", so a bumped version ends the session."""
-        return f"{self.admin.id}:{self.admin.session_version}"
+        """The session id "<admin id>:<session version>:<session key>"; either moving ends it."""
+        return f"{self.admin.id}:{self.admin.session_version}:{self.session_key}"
 
 
 @login_manager.user_loader
 def load_admin(user_id: str) -> SignedInAdmin | None:
-    """The signed-in admin, or None when the session's version is no longer current."""
-    admin_id, _, version = user_id.partition(":")
-    if not (admin_id.isdigit() and version.isdigit()):
+    """The signed-in admin, or None when the session was ended or its version moved on."""
+    admin_id, version, key = [*user_id.split(":", 2), "", ""][:3]
+    if not (admin_id.isdigit() and version.isdigit() and key):
         return None
     admin = db.session.get(Admin, int(admin_id))
     if admin is None or admin.session_version != int(version):
         return None
-    return SignedInAdmin(admin)
+    live = db.session.scalar(
+        select(AdminSession.id).where(
+            AdminSession.admin_id == admin.id, AdminSession.key_hash == _key_hash(key)
+        )
+    )
+    return SignedInAdmin(admin, key) if live is not None else None
+
+
+def _key_hash(key: str) -> str:
+    """The stored form of a session key (the cookie carries the key itself)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def start_session(admin: Admin, now: datetime) -> SignedInAdmin:
+    """Record a new signed-in session of this admin; the returned user goes to login_user."""
+    key = secrets.token_urlsafe(32)
+    db.session.add(AdminSession(admin_id=admin.id, key_hash=_key_hash(key), created_at=now))
+    db.session.flush()
+    return SignedInAdmin(admin, key)
+
+
+def end_session(user: SignedInAdmin) -> None:
+    """End this one session: its row goes, the admin's other sessions go on."""
+    db.session.execute(
+        delete(AdminSession).where(
+            AdminSession.admin_id == user.admin.id,
+            AdminSession.key_hash == _key_hash(user.session_key),
+        )
+    )
 
 
 def normalise_admin_email(address: str) -> str:
@@ -118,16 +156,28 @@ def _password_matches(password_hash: str, password: str) -> bool:
         return False
 
 
-def create_admin(email: str, password: str, now: datetime, timezone: str = "UTC") -> Admin:
-    """Add an admin account; raise AdminInvalid for a bad address, password or time zone."""
+def create_admin(
+    email: str,
+    password: str,
+    now: datetime,
+    timezone: str = "UTC",
+    role: AdminRole | None = None,
+) -> Admin:
+    """Add an admin account; raise AdminInvalid for a bad address, password or time zone.
+
+    Without a role, the first admin is an owner (someone must be) and later ones editors.
+    """
     address = normalise_admin_email(email)
     if db.session.scalar(select(Admin.id).where(Admin.email == address)) is not None:
         raise AdminInvalid({"email": f"an admin with the address {address} already exists"})
+    if role is None:
+        role = AdminRole.EDITOR if db.session.scalar(select(Admin.id).limit(1)) else AdminRole.OWNER
     admin = Admin(
         email=address,
         password_hash=hash_password(password),
         session_version=1,
         created_at=now,
+        role=role,
     )
     set_timezone(admin, timezone)
     db.session.add(admin)
@@ -156,6 +206,22 @@ def set_timezone(admin: Admin, name: str) -> None:
 def end_sessions(admin: Admin) -> None:
     """Invalidate every session of this admin, on every device."""
     admin.session_version += 1
+    db.session.execute(delete(AdminSession).where(AdminSession.admin_id == admin.id))
+
+
+def set_role(admin: Admin, role: str) -> None:
+    """Give an admin another role; raise AdminInvalid rather than leave no owner."""
+    try:
+        new = AdminRole(role)
+    except ValueError:
+        raise AdminInvalid({"role": f"{role!r} is not owner, editor or viewer"}) from None
+    if admin.role == AdminRole.OWNER and new != AdminRole.OWNER:
+        owners = db.session.scalar(
+            select(func.count()).select_from(Admin).where(Admin.role == AdminRole.OWNER)
+        )
+        if owners == 1:
+            raise AdminInvalid({"role": f"{admin.email} is the last owner; make another first"})
+    admin.role = new
 
 
 def authenticate(email: str, password: str, now: datetime) -> Admin:
@@ -184,24 +250,51 @@ def sign_in() -> Response | str | tuple[str, int]:
             admin = authenticate(email, request.form.get("password", ""), utcnow())
         except SignInFailed:
             return render_template("admin/sign_in.html", email=email, error=SIGN_IN_FAILED), 401
-        db.session.commit()
         # A fresh session on sign-in: nothing from before (a planted cookie) carries over.
         session.clear()
-        login_user(SignedInAdmin(admin))
-        return redirect(safe_next(request.args.get("next")))
+        if admin.totp_secret:
+            db.session.commit()
+            # Not signed in yet: the second step needs a code, and this remembers whose.
+            session[PENDING_SECOND_STEP] = {
+                "admin": admin.id,
+                "version": admin.session_version,
+                "since": utcnow().timestamp(),
+                "next": request.args.get("next", ""),
+            }
+            return redirect(url_for("admin.sign_in_code"))
+        return finish_sign_in(admin, request.args.get("next"))
     return render_template("admin/sign_in.html", email=email, error=None)
+
+
+def finish_sign_in(admin: Admin, next_path: str | None) -> Response:
+    """Start a session for an admin who has proved who they are; commit; go on."""
+    session.clear()
+    login_user(start_session(admin, utcnow()))
+    db.session.commit()
+    return redirect(safe_next(next_path))
 
 
 @bp.post("/sign-out")
 def sign_out() -> Response:
-    """Sign out; the session version moves, so copies of this session's cookie die with it."""
-    admin = db.session.get(Admin, current_user.id)
-    if admin is not None:
-        end_sessions(admin)
-        db.session.commit()
+    """Sign out of this browser only; the admin's other sessions go on."""
+    end_session(current_user._get_current_object())
+    db.session.commit()
     logout_user()
     session.clear()
     flash("You have signed out.")
+    return redirect(url_for("admin.sign_in"))
+
+
+@bp.post("/sign-out-everywhere")
+def sign_out_everywhere() -> Response:
+    """Sign out of every session of this account, on every device, this one included."""
+    admin = db.session.get(Admin, current_user.id)
+    assert admin is not None  # the user loader just found it
+    end_sessions(admin)
+    db.session.commit()
+    logout_user()
+    session.clear()
+    flash("You have signed out everywhere.")
     return redirect(url_for("admin.sign_in"))
 
 
@@ -223,10 +316,10 @@ def account() -> Response | tuple[str, int]:
             except AdminInvalid as exc:
                 errors = {"new_password": exc.errors["password"]}
         if not errors:
-            db.session.commit()
-            # This session continues under the new version; all others are now refused.
+            # This session continues under a new key; all others are now refused.
             session.clear()
-            login_user(SignedInAdmin(admin))
+            login_user(start_session(admin, utcnow()))
+            db.session.commit()
             flash("Your password was changed. Other sessions have been signed out.")
             return redirect(url_for("admin.account"))
         return _account_page(errors, 400)
@@ -270,16 +363,21 @@ def _fail(exc: AdminInvalid) -> click.ClickException:
     help="The password (else MAILER_ADMIN_PASSWORD, else asked twice).",
 )
 @click.option("--timezone", default="UTC", show_default=True, help="The admin's time zone.")
+@click.option(
+    "--role",
+    type=click.Choice([r.value for r in AdminRole]),
+    help="owner, editor or viewer (default: owner for the first admin, editor after).",
+)
 @with_appcontext
-def create_admin_command(email: str, password: str, timezone: str) -> None:
+def create_admin_command(email: str, password: str, timezone: str, role: str | None) -> None:
     """Create an admin account that can sign in to /admin."""
     try:
-        admin = create_admin(email, password, utcnow(), timezone)
+        admin = create_admin(email, password, utcnow(), timezone, AdminRole(role) if role else None)
     except AdminInvalid as exc:
         db.session.rollback()
         raise _fail(exc) from None
     db.session.commit()
-    click.echo(f"admin {admin.email} created")
+    click.echo(f"admin {admin.email} created ({admin.role})")
 
 
 @click.command("set-admin-password")

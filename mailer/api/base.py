@@ -15,6 +15,7 @@ from ..extensions import csrf, db, limiter
 from ..models import ApiToken, utcnow
 from ..security import NUL_MESSAGE, request_fields_with_nul, unstorable_fields
 from . import errors
+from .scopes import scope_allows, scope_needed
 from .tokens import InvalidApiToken, authenticate, bearer_value
 
 T = TypeVar("T")
@@ -52,7 +53,7 @@ def get_or_404(model: type[T], ident: int, noun: str, *, lock: bool = False) -> 
 
 
 def _guard_request() -> None:
-    """Size limit, then bearer authentication, then JSON-only bodies."""
+    """Size limit, then bearer authentication and its scope, then JSON-only bodies."""
     request.max_content_length = current_app.config["MAILER_API_MAX_BODY"]
     if request.method == "OPTIONS":
         return
@@ -65,6 +66,9 @@ def _guard_request() -> None:
     # authenticate() may have recorded last use; keep that write short and separate.
     db.session.commit()
     g.api_token = token
+    if not scope_allows(token.scope, request.endpoint or "", request.method):
+        needed = scope_needed(request.endpoint or "", request.method)
+        abort(403, message=f"This token's scope is {token.scope}; this request needs {needed}.")
     if request.method in BODY_METHODS and _has_body() and not request.is_json:
         abort(415)
     _refuse_unstorable_text()
