@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import create_engine, make_url, text
 
 from mailer import create_app
-from mailer.api.tokens import hash_token
+from mailer.api_tokens import hash_token
 from mailer.extensions import db
 
 BEFORE = "a036c7134b69"

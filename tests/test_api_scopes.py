@@ -7,7 +7,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from mailer.api.scopes import SCOPES
-from mailer.api.tokens import create_api_token
+from mailer.api_tokens import create_api_token
 from mailer.extensions import db
 from mailer.models import ApiScope, ApiToken, utcnow
 from tests.conftest import admin_csrf
