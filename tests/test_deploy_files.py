@@ -310,6 +310,24 @@ def test_env_example_leaves_the_secrets_to_the_user() -> None:
     assert ".env" in (ROOT / ".gitignore").read_text().splitlines()
 
 
+def test_env_example_reads_the_same_in_a_shell(tmp_path: Path) -> None:
+    """`set -a; . FILE` (the docs' way outside containers) keeps values with spaces and <> whole,
+    and without their quotes, as compose and systemd read them."""
+    filled = tmp_path / "mailer.env"
+    filled.write_text(ENV_EXAMPLE.read_text().replace("MAILER_SECRET_KEY=", "MAILER_SECRET_KEY=k"))
+    result = subprocess.run(
+        ["bash", "-c", f'set -euo pipefail; set -a; . "{filled}"; env -0'],
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    env = dict(item.split("=", 1) for item in result.stdout.split("\0") if "=" in item)
+    assert env["MAILER_FROM"] == "Documentaries <newsletter@example.org>"
+    assert env["MAILER_POSTAL_ADDRESS"] == "Documentaries Ltd, 1 Film Street, London N1 1AA"
+    assert env["MAILER_SECRET_KEY"] == "k"
+
+
 # --- systemd ------------------------------------------------------------------------------------
 
 
