@@ -17,10 +17,9 @@ import pytest
 from sqlalchemy import create_engine, func, make_url, select, text
 
 from mailer import create_app
-from mailer.digests import create_digest
+from mailer.digests import create_digest, schedule_digest
 from mailer.extensions import db
 from mailer.models import Digest, DigestStatus, Film, Subscriber, SubscriberStatus, utcnow
-from mailer.sending import schedule_digest
 from mailer.subscribers import ConsentContext, confirm, subscribe
 from tests.factories import wait_until
 
