@@ -211,7 +211,7 @@ def _split(values: Iterable[str]) -> list[str]:
     help="The topics it offers, comma-separated.",
 )
 @click.option(
-    "--consent-text", default=str(CONSENT_TEXT), help="The consent text it shows, verbatim."
+    "--consent-text", default=CONSENT_TEXT, help="The consent text it shows, verbatim."
 )
 @with_appcontext
 def embed_form_command(name: str, origins: tuple[str, ...], topics: str, consent_text: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask, g, has_request_context, request
-from flask_babel import Babel, refresh
+from flask_babel import Babel, get_locale, refresh
 
 from .paths import TRANSLATIONS_DIR
 
@@ -13,6 +13,11 @@ LANGUAGES = {"en": "English", "de": "Deutsch"}
 SUPPORTED = tuple(LANGUAGES)
 
 babel = Babel()
+
+
+def N_(message: str) -> str:
+    """Mark ``message`` for the catalogue; it is translated where it is shown (gettext)."""
+    return message
 
 
 def supported(locale: str | None) -> str:
@@ -49,4 +54,17 @@ def init_app(app: Flask) -> None:
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(TRANSLATIONS_DIR))
     app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT_LOCALE)
     babel.init_app(app, locale_selector=select_locale)
-    app.context_processor(lambda: {"languages": LANGUAGES})
+    # {% trans %} blocks keep their words on one line in the catalogue, however they are wrapped.
+    app.jinja_env.policies["ext.i18n.trimmed"] = True
+    app.context_processor(_template_context)
+
+
+def _template_context() -> dict[str, object]:
+    """The language menu, and the language being spoken (for <html lang>)."""
+    return {"languages": LANGUAGES, "current_locale": current_locale()}
+
+
+def current_locale() -> str:
+    """The language this page or mail is in."""
+    locale = get_locale()
+    return locale.language if locale is not None else DEFAULT_LOCALE

@@ -20,7 +20,7 @@ from sqlalchemy import bindparam, delete, exists, func, literal, select, update
 from . import journal, webhooks
 from .address_hash import email_hash
 from .extensions import db
-from .i18n import DEFAULT_LOCALE, LANGUAGES, supported
+from .i18n import DEFAULT_LOCALE, LANGUAGES, N_, supported
 from .models import (
     EMAIL_MAX,
     ConsentAction,
@@ -40,7 +40,8 @@ from .tokens import ExpiredToken, InvalidToken, Purpose, new_nonce, read_token, 
 log = logging.getLogger(__name__)
 
 # The words next to the web form's button, shown and recorded verbatim with every consent.
-CONSENT_TEXT = _l(
+# Marked with N_: the constant stays English; gettext(CONSENT_TEXT) is what a visitor sees.
+CONSENT_TEXT = N_(
     "By subscribing you agree that we e-mail you the topics you ticked, and that we keep a record "
     "of this consent. Every e-mail has a link to change your topics, download your data, or "
     "unsubscribe in one click."

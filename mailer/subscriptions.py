@@ -26,7 +26,7 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from werkzeug.exceptions import TooManyRequests
 from werkzeug.wrappers import Response as BaseResponse
-from wtforms import BooleanField, SelectField, SelectMultipleField, StringField
+from wtforms import BooleanField, SelectMultipleField, StringField
 from wtforms.validators import DataRequired, ValidationError
 
 from . import embed
@@ -117,9 +117,10 @@ class TopicsForm(FlaskForm):
 class LanguageForm(FlaskForm):
     """The language of the subscriber's pages and mail."""
 
-    locale = SelectField(_l("Language"), choices=list(LANGUAGES.items()), validate_choice=False)
+    # Offered as a <select> of LANGUAGES by the template; checked here.
+    locale = StringField(_l("Language"))
 
-    def validate_locale(self, field: SelectField) -> None:
+    def validate_locale(self, field: StringField) -> None:
         """One of the languages we write in."""
         if field.data not in LANGUAGES:
             raise ValidationError(_("Please choose one of the languages offered."))
@@ -200,7 +201,7 @@ def subscribe_post() -> BaseResponse | tuple[str, int]:
         subscribe(
             form.email.data or "",
             form.topics.data or [],
-            consent_from_request("web", str(CONSENT_TEXT)),
+            consent_from_request("web", _(CONSENT_TEXT)),
             utcnow(),
             locale=visitor_locale(),
         )
@@ -563,4 +564,4 @@ def init_app(app: Flask) -> None:
     """Register the public subscription pages, the consent text and the purge command."""
     app.register_blueprint(bp)
     app.cli.add_command(purge_unconfirmed_command)
-    app.context_processor(lambda: {"subscribe_consent_text": str(CONSENT_TEXT)})
+    app.context_processor(lambda: {"subscribe_consent_text": _(CONSENT_TEXT)})

@@ -32,7 +32,7 @@ def embed_forms() -> str:
         "name": "",
         "origins": "",
         "topics": [t.value for t in Topic],
-        "consent_text": str(CONSENT_TEXT),
+        "consent_text": CONSENT_TEXT,
     }
     return _forms_page(values)
 
