@@ -57,7 +57,7 @@ def open_early_access(token: str, now: datetime) -> Film:
         raise EarlyAccessRefused(_("This early-access link is not valid."), 404)
     if is_public(film, now):
         raise EarlyAccessRefused(
-            "Early access to this film has ended: it is now open to everyone.", 410, film
+            _("Early access to this film has ended: it is now open to everyone."), 410, film
         )
     if not in_early_access(film, now):
         raise EarlyAccessRefused(_("Early access to this film has not opened yet."), 403, film)
