@@ -210,9 +210,7 @@ def _split(values: Iterable[str]) -> list[str]:
     show_default=True,
     help="The topics it offers, comma-separated.",
 )
-@click.option(
-    "--consent-text", default=CONSENT_TEXT, help="The consent text it shows, verbatim."
-)
+@click.option("--consent-text", default=CONSENT_TEXT, help="The consent text it shows, verbatim.")
 @with_appcontext
 def embed_form_command(name: str, origins: tuple[str, ...], topics: str, consent_text: str) -> None:
     """Create an embeddable subscribe form and print its HTML snippet."""

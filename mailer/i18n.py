@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from flask import Flask, g, has_request_context, request
-from flask_babel import Babel, get_locale, refresh
+from flask_babel import (
+    Babel,
+    format_date,
+    format_datetime,
+    format_decimal,
+    format_percent,
+    get_locale,
+    refresh,
+)
 
 from .paths import TRANSLATIONS_DIR
 
@@ -57,6 +65,13 @@ def init_app(app: Flask) -> None:
     # {% trans %} blocks keep their words on one line in the catalogue, however they are wrapped.
     app.jinja_env.policies["ext.i18n.trimmed"] = True
     app.context_processor(_template_context)
+    # Dates and numbers shown to people are written the way their language writes them.
+    app.jinja_env.globals.update(
+        format_date=format_date,
+        format_datetime=format_datetime,
+        format_decimal=format_decimal,
+        format_percent=format_percent,
+    )
 
 
 def _template_context() -> dict[str, object]:

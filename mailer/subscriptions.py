@@ -219,11 +219,12 @@ def check_inbox() -> str:
 def confirm_page(token: str) -> tuple[str, int] | str:
     """A page with a button: link scanners that open the link confirm nothing."""
     try:
-        subscriber_for(Purpose.CONFIRM, token)
+        subscriber, _claims = subscriber_for(Purpose.CONFIRM, token)
     except ExpiredToken:
         return _expired_confirm(token)
     except InvalidToken:
         return invalid_link()
+    use_locale(subscriber.locale)
     return render_template(
         "subscriptions/action.html",
         title=_("Confirm your subscription"),
@@ -303,9 +304,11 @@ def unsubscribe_page(token: str) -> tuple[str, int] | str:
     if token == EXAMPLE_TOKEN:
         return _example_unsubscribe()
     try:
-        unsubscribe_target(token)
+        subscriber = unsubscribe_target(token)
     except InvalidToken:
         return invalid_link()
+    if subscriber is not None:
+        use_locale(subscriber.locale)
     return render_template(
         "subscriptions/action.html",
         title=_("Unsubscribe"),
