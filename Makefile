@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-clock-ahead test-sqlite test-postgres lint bench bench-quick screenshots clean
+.PHONY: run test messages test-clock-ahead test-sqlite test-postgres lint bench bench-quick screenshots clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,3 +47,12 @@ bench-quick: $(STAMP)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache
+
+# Translations: extract every marked string (code and templates) into messages.pot, merge it into
+# each language's messages.po, and compile the .mo files the app reads (both are committed, so a
+# checkout or a wheel works without this step). tests/test_translations.py fails until every
+# string of the .pot has a translation.
+messages: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k N_ --no-location --sort-output -o mailer/translations/messages.pot .
+	$(BIN)/pybabel update -i mailer/translations/messages.pot -d mailer/translations --no-wrap --no-fuzzy-matching
+	$(BIN)/pybabel compile -d mailer/translations --statistics

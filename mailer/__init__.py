@@ -21,6 +21,7 @@ from . import (
     embed,
     errors,
     films,
+    i18n,
     pages,
     routing,
     scheduler,
@@ -86,6 +87,7 @@ def register_extensions(app: Flask) -> None:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)
     csrf.init_app(app)
+    i18n.init_app(app)
     try:
         limiter.init_app(app)
     except ConfigurationError as exc:

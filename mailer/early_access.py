@@ -7,6 +7,7 @@ import hmac
 from datetime import datetime
 
 from flask import Blueprint, Flask, current_app, redirect, render_template, session, url_for
+from flask_babel import gettext as _
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
@@ -44,22 +45,22 @@ def open_early_access(token: str, now: datetime) -> Film:
     try:
         subscriber, claims = subscriber_for(Purpose.EARLY_ACCESS, token)
     except InvalidToken:
-        raise EarlyAccessRefused("This early-access link is not valid.", 404) from None
+        raise EarlyAccessRefused(_("This early-access link is not valid."), 404) from None
     if (
         subscriber.status != SubscriberStatus.CONFIRMED
         or not subscriber.wants_early_access
         or claims.film_id is None
     ):
-        raise EarlyAccessRefused("This early-access link is no longer active.", 403)
+        raise EarlyAccessRefused(_("This early-access link is no longer active."), 403)
     film = db.session.get(Film, claims.film_id)
     if film is None:
-        raise EarlyAccessRefused("This early-access link is not valid.", 404)
+        raise EarlyAccessRefused(_("This early-access link is not valid."), 404)
     if is_public(film, now):
         raise EarlyAccessRefused(
-            "Early access to this film has ended: it is now open to everyone.", 410, film
+            _("Early access to this film has ended: it is now open to everyone."), 410, film
         )
     if not in_early_access(film, now):
-        raise EarlyAccessRefused("Early access to this film has not opened yet.", 403, film)
+        raise EarlyAccessRefused(_("Early access to this film has not opened yet."), 403, film)
     record_open(film.id, subscriber.id, now)
     return film
 

@@ -14,6 +14,7 @@ from flask import (
     send_from_directory,
     url_for,
 )
+from flask_babel import gettext as _
 from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -30,6 +31,7 @@ from .embed_forms import (
     return_url,
 )
 from .extensions import db
+from .i18n import visitor_locale
 from .models import EmbedForm, utcnow
 from .paths import STATIC_DIR
 from .subscribers import InvalidAddress, InvalidTopics, normalise_email, parse_topics, subscribe
@@ -72,7 +74,7 @@ def _page_url(form: EmbedForm) -> str:
 def handle_embedded_subscribe() -> BaseResponse:
     """A post from an embedded form: key, origin, fields, honeypot, then the usual double opt-in."""
     try:
-        form, _ = _verified_form()
+        form, _origin = _verified_form()
     except InvalidFormKey as exc:
         return _refusal(str(exc), 400)
     except ForeignOrigin as exc:
@@ -82,7 +84,7 @@ def handle_embedded_subscribe() -> BaseResponse:
     try:
         normalise_email(request.form.get("email", ""))
         if not set(topics) <= set(form.topics):
-            raise InvalidTopics("This form does not offer that choice.")
+            raise InvalidTopics(_("This form does not offer that choice."))
         parse_topics(topics)
     except (InvalidAddress, InvalidTopics) as exc:
         return _refusal(str(exc), 400, back)
@@ -92,11 +94,16 @@ def handle_embedded_subscribe() -> BaseResponse:
             f"embed:{form.name}", form.consent_text, page_url=_page_url(form)
         )
         subscribe(
-            request.form.get("email", ""), topics, consent, utcnow(), source=f"embed:{form.name}"
+            request.form.get("email", ""),
+            topics,
+            consent,
+            utcnow(),
+            source=f"embed:{form.name}",
+            locale=visitor_locale(),
         )
         db.session.commit()
     if _wants_json():
-        return jsonify(ok=True, message=ANSWER)
+        return jsonify(ok=True, message=str(ANSWER))
     return redirect(back or url_for("subscriptions.check_inbox"), 303)
 
 

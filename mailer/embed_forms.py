@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 import click
 from flask import current_app, render_template
 from flask.cli import with_appcontext
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import select
 
@@ -21,7 +23,7 @@ NAME_MAX = 100
 # What the page that carried the form gets back after a post without script: this fragment, which
 # the snippet's thank-you line answers to (``#mailer-subscribed:target``, or embed.js on load).
 DONE_MARKER = "mailer-subscribed"
-ANSWER = "Almost done: check your inbox and click the link in our e-mail to confirm."
+ANSWER = _l("Almost done: check your inbox and click the link in our e-mail to confirm.")
 
 
 class EmbedError(Exception):
@@ -87,19 +89,19 @@ def create_embed_form(
     """Define a named form with its origins, topics and consent text; raise InvalidEmbedForm."""
     name = name.strip()
     if not name or len(name) > NAME_MAX:
-        raise InvalidEmbedForm(f"Give the form a name of 1 to {NAME_MAX} characters.")
+        raise InvalidEmbedForm(_("Give the form a name of 1 to %(max)s characters.", max=NAME_MAX))
     if db.session.scalar(select(EmbedForm.id).where(EmbedForm.name == name)) is not None:
         raise InvalidEmbedForm(f"A form named {name!r} already exists.")
     allowed = sorted({normalise_origin(o) for o in origins if o.strip()})
     if not allowed:
-        raise InvalidEmbedForm("Give at least one origin the form may be placed on.")
+        raise InvalidEmbedForm(_("Give at least one origin the form may be placed on."))
     try:
         chosen = parse_topics(t.strip() for t in topics if t.strip())
     except InvalidTopics as exc:
         raise InvalidEmbedForm(str(exc)) from None
     consent_text = consent_text.strip()
     if not consent_text:
-        raise InvalidEmbedForm("The consent text cannot be empty.")
+        raise InvalidEmbedForm(_("The consent text cannot be empty."))
     form = EmbedForm(
         name=name,
         origins=allowed,
@@ -135,19 +137,19 @@ def form_for_key(key: str) -> EmbedForm:
     try:
         payload = _serializer().loads(key)
     except BadSignature:
-        raise InvalidFormKey("This form's key is not valid.") from None
+        raise InvalidFormKey(_("This form's key is not valid.")) from None
     if (
         not isinstance(payload, list)
         or len(payload) != 2
         or not isinstance(payload[0], int)
         or isinstance(payload[0], bool)
     ):
-        raise InvalidFormKey("This form's key is not valid.")
+        raise InvalidFormKey(_("This form's key is not valid."))
     form = db.session.get(EmbedForm, payload[0])
     if form is None or form.name != payload[1]:
-        raise InvalidFormKey("This form no longer exists.")
+        raise InvalidFormKey(_("This form no longer exists."))
     if form.revoked_at is not None:
-        raise InvalidFormKey("This form is no longer accepted.")
+        raise InvalidFormKey(_("This form is no longer accepted."))
     return form
 
 
@@ -158,7 +160,7 @@ def allowed_origin(form: EmbedForm, origin: str | None, referer: str | None) -> 
     else:
         claimed = origin_of(referer) if referer else None
     if claimed is None or claimed not in form.origins:
-        raise ForeignOrigin("This form may not be used from this site.")
+        raise ForeignOrigin(_("This form may not be used from this site."))
     return claimed
 
 
@@ -185,7 +187,7 @@ def snippet(form: EmbedForm, base_url: str) -> str:
         key=form_key(form),
         base_url=base_url.rstrip("/"),
         marker=DONE_MARKER,
-        answer=ANSWER,
+        answer=str(ANSWER),
         labels=TOPIC_LABELS,
     ).strip()
 

@@ -201,6 +201,8 @@ class Subscriber(Model):
     # An address change waits here until the new address confirms.
     pending_email: Mapped[str | None] = mapped_column(String(EMAIL_MAX))
     source: Mapped[str] = mapped_column(String(100), default="web")
+    # The language of every page and mail for this subscriber (one of mailer.i18n.LANGUAGES).
+    locale: Mapped[str] = mapped_column(String(8), default="en", server_default="en")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -18,3 +18,5 @@ MIGRATIONS_DIR = resource_dir("migrations")
 DATA_DIR = resource_dir("data")
 STATIC_DIR = TEMPLATES_DIR / "static"
 FILMS_FILE = DATA_DIR / "films.json"
+# The compiled catalogues live in the package itself, in a checkout and a wheel alike.
+TRANSLATIONS_DIR = PACKAGE_DIR / "translations"

@@ -320,6 +320,7 @@ class Reader:
     wants_early_access: bool
     nonce: str
     unsubscribe_key: str
+    locale: str
 
 
 # Kinds sent from the pre-rendered bytes of their batch, to plain rows (no model objects).
@@ -381,6 +382,7 @@ def _load_group(jobs: Sequence[Job]) -> _Group:
                     Subscriber.wants_early_access,
                     Subscriber.nonce,
                     Subscriber.unsubscribe_key,
+                    Subscriber.locale,
                 )
                 .where(Subscriber.id.in_(subscriber_ids))
                 # PostgreSQL: an unsubscribe must wait for this group's sends (SQLite: already

@@ -13,11 +13,14 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import bindparam, delete, exists, func, literal, select, update
 
 from . import journal, webhooks
 from .address_hash import email_hash
 from .extensions import db
+from .i18n import DEFAULT_LOCALE, LANGUAGES, N_, supported
 from .models import (
     EMAIL_MAX,
     ConsentAction,
@@ -37,7 +40,8 @@ from .tokens import ExpiredToken, InvalidToken, Purpose, new_nonce, read_token, 
 log = logging.getLogger(__name__)
 
 # The words next to the web form's button, shown and recorded verbatim with every consent.
-CONSENT_TEXT = (
+# Marked with N_: the constant stays English; gettext(CONSENT_TEXT) is what a visitor sees.
+CONSENT_TEXT = N_(
     "By subscribing you agree that we e-mail you the topics you ticked, and that we keep a record "
     "of this consent. Every e-mail has a link to change your topics, download your data, or "
     "unsubscribe in one click."
@@ -81,8 +85,8 @@ class Topic(enum.StrEnum):
 
 # How the forms name each topic to a visitor.
 TOPIC_LABELS = {
-    Topic.DIGEST.value: "The newsletter digest",
-    Topic.EARLY_ACCESS.value: "Early-access alerts for new films",
+    Topic.DIGEST.value: _l("The newsletter digest"),
+    Topic.EARLY_ACCESS.value: _l("Early-access alerts for new films"),
 }
 
 
@@ -108,15 +112,19 @@ class ConsentContext:
 def normalise_email(raw: str) -> str:
     """The address as we store it (lower case, ASCII domain); raise InvalidAddress if unusable."""
     if not isinstance(raw, str):
-        raise InvalidAddress("Please enter your e-mail address.")
+        raise InvalidAddress(_("Please enter your e-mail address."))
     # Refused, not stripped: a line break in an address is a header-injection attempt.
     if any(unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") for char in raw):
-        raise InvalidAddress("An e-mail address cannot contain line breaks or control characters.")
+        raise InvalidAddress(
+            _("An e-mail address cannot contain line breaks or control characters.")
+        )
     candidate = raw.strip(" ")
     if not candidate:
-        raise InvalidAddress("Please enter your e-mail address.")
+        raise InvalidAddress(_("Please enter your e-mail address."))
     if len(candidate) > EMAIL_MAX:
-        raise InvalidAddress(f"That address is too long (at most {EMAIL_MAX} characters).")
+        raise InvalidAddress(
+            _("That address is too long (at most %(max)s characters).", max=EMAIL_MAX)
+        )
     try:
         info = validate_email(
             candidate, check_deliverability=False, allow_smtputf8=False, strict=True
@@ -125,7 +133,9 @@ def normalise_email(raw: str) -> str:
         raise InvalidAddress(str(exc)) from None
     address = (info.ascii_email or info.normalized).lower()
     if len(address) > EMAIL_MAX:
-        raise InvalidAddress(f"That address is too long (at most {EMAIL_MAX} characters).")
+        raise InvalidAddress(
+            _("That address is too long (at most %(max)s characters).", max=EMAIL_MAX)
+        )
     return address
 
 
@@ -136,9 +146,9 @@ def parse_topics(topics: Iterable[str]) -> set[Topic]:
         try:
             chosen.add(Topic(value))
         except ValueError:
-            raise InvalidTopics(f"Unknown topic {value!r}.") from None
+            raise InvalidTopics(_("Unknown topic %(topic)r.", topic=value)) from None
     if not chosen:
-        raise InvalidTopics("Please choose at least one thing to receive.")
+        raise InvalidTopics(_("Please choose at least one thing to receive."))
     return chosen
 
 
@@ -238,8 +248,12 @@ def subscribe(
     now: datetime,
     *,
     source: str = "web",
+    locale: str = DEFAULT_LOCALE,
 ) -> None:
-    """Start (or restart) double opt-in; the caller learns nothing about the address's state."""
+    """Start (or restart) double opt-in; the caller learns nothing about the address's state.
+
+    ``locale`` is the language of their pages and mail from now on (a confirmed subscriber's
+    stays: anyone can type an address into the form)."""
     address = normalise_email(email)
     chosen = parse_topics(topics)
     subscriber, suppressed = _standing(address)
@@ -250,6 +264,7 @@ def subscribe(
         subscriber = Subscriber(
             email=address, status=SubscriberStatus.PENDING, nonce=new_nonce(),
             source=source[:100], created_at=now, confirmation_sent_at=now,
+            locale=supported(locale),
         )  # fmt: skip
         _set_topics(subscriber, chosen)
         db.session.add(subscriber)
@@ -269,6 +284,7 @@ def subscribe(
         subscriber.confirmed_at = None
         subscriber.source = source[:100]
     _set_topics(subscriber, chosen)
+    subscriber.locale = supported(locale)
     _record(subscriber, ConsentAction.SUBSCRIBE, consent, now, topics=sorted(map(str, chosen)))
     webhooks.emit_subscriber(webhooks.WebhookEvent.SUBSCRIBED, subscriber, now)
     # Only someone holding an unsubscribe link can unsubscribe, so coming back is never bombing.
@@ -302,7 +318,7 @@ def confirm(subscriber: Subscriber, consent: ConsentContext, now: datetime) -> N
     if subscriber.status == SubscriberStatus.CONFIRMED:
         return
     if subscriber.status != SubscriberStatus.PENDING:
-        raise NotPending("This subscription is not waiting for confirmation.")
+        raise NotPending(_("This subscription is not waiting for confirmation."))
     subscriber.status = SubscriberStatus.CONFIRMED
     subscriber.confirmed_at = now
     _record(
@@ -341,7 +357,7 @@ def unsubscribe_target(token: str) -> Subscriber | None:
     neither be unsubscribed nor see a false success, so that raises InvalidToken.
     """
     try:
-        subscriber, _ = subscriber_for(Purpose.UNSUBSCRIBE, token)
+        subscriber, _claims = subscriber_for(Purpose.UNSUBSCRIBE, token)
     except InvalidToken:
         claims = read_token(Purpose.UNSUBSCRIBE, token)  # raises unless genuine
         current = db.session.get(Subscriber, claims.subscriber_id)
@@ -360,13 +376,28 @@ def update_preferences(
     _record(subscriber, ConsentAction.PREFERENCES, consent, now, topics=sorted(map(str, chosen)))
 
 
+class UnknownLanguage(SubscriptionError, ValueError):
+    """A language we do not write in."""
+
+
+def change_language(
+    subscriber: Subscriber, locale: str, consent: ConsentContext, now: datetime
+) -> None:
+    """Write to the subscriber in ``locale`` from now on, and record it like a topic change."""
+    if locale not in LANGUAGES:
+        raise UnknownLanguage(_("Please choose one of the languages offered."))
+    if locale != subscriber.locale:
+        subscriber.locale = locale
+        _record(subscriber, ConsentAction.PREFERENCES, consent, now, locale=locale)
+
+
 def request_address_change(
     subscriber: Subscriber, new_email: str, consent: ConsentContext, now: datetime
 ) -> None:
     """Ask the new address to confirm; nothing changes until it does."""
     address = normalise_email(new_email)
     if address == subscriber.email:
-        raise AddressUnchanged("That is already your address.")
+        raise AddressUnchanged(_("That is already your address."))
     if subscriber.pending_email is not None:
         # A newer request replaces an older one: the older link must not confirm the new address.
         subscriber.nonce = new_nonce()
@@ -393,10 +424,10 @@ def confirm_address_change(subscriber: Subscriber, consent: ConsentContext, now:
     links); return the new one."""
     new = subscriber.pending_email
     if new is None:
-        raise AddressUnavailable("There is no address change waiting to be confirmed.")
+        raise AddressUnavailable(_("There is no address change waiting to be confirmed."))
     if is_suppressed(new) or find_subscriber(new) is not None:
         subscriber.pending_email = None
-        raise AddressUnavailable("That address is already on our list, so nothing was changed.")
+        raise AddressUnavailable(_("That address is already on our list, so nothing was changed."))
     old = subscriber.email
     subscriber.email = new
     subscriber.pending_email = None
@@ -512,7 +543,7 @@ def import_subscriber(
     address = normalise_email(email)
     chosen = parse_topics(topics)
     if is_suppressed(address):
-        raise AddressSuppressed("This address is on the suppression list and cannot be added.")
+        raise AddressSuppressed(_("This address is on the suppression list and cannot be added."))
     if find_subscriber(address) is not None:
         return ImportResult.ALREADY_LISTED
     subscriber = Subscriber(

@@ -21,6 +21,8 @@ from flask import (
     url_for,
 )
 from flask.cli import with_appcontext
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from werkzeug.exceptions import TooManyRequests
 from werkzeug.wrappers import Response as BaseResponse
@@ -30,6 +32,7 @@ from wtforms.validators import DataRequired, ValidationError
 from . import embed
 from .consent import consent_from_request
 from .extensions import csrf, db, limiter
+from .i18n import LANGUAGES, use_locale, visitor_locale
 from .models import Subscriber, utcnow
 from .subscribers import (
     CONSENT_TEXT,
@@ -39,6 +42,8 @@ from .subscribers import (
     InvalidAddress,
     InvalidTopics,
     NotPending,
+    UnknownLanguage,
+    change_language,
     confirm,
     confirm_address_change,
     erase,
@@ -109,6 +114,18 @@ class TopicsForm(FlaskForm):
         _check_topics(field)
 
 
+class LanguageForm(FlaskForm):
+    """The language of the subscriber's pages and mail."""
+
+    # Offered as a <select> of LANGUAGES by the template; checked here.
+    locale = StringField(_l("Language"))
+
+    def validate_locale(self, field: StringField) -> None:
+        """One of the languages we write in."""
+        if field.data not in LANGUAGES:
+            raise ValidationError(_("Please choose one of the languages offered."))
+
+
 class AddressForm(FlaskForm):
     """A new address for an address change."""
 
@@ -123,8 +140,8 @@ class EraseForm(FlaskForm):
     """Erasure needs an explicit tick."""
 
     confirm = BooleanField(
-        "I understand this deletes my subscription and data for good",
-        validators=[DataRequired("Tick the box to confirm.")],
+        _l("I understand this deletes my subscription and data for good"),
+        validators=[DataRequired(_l("Tick the box to confirm."))],
     )
 
 
@@ -147,8 +164,8 @@ def invalid_link() -> tuple[str, int]:
     """The plain page for a tampered, wrong-purpose or dead link."""
     page = render_template(
         "subscriptions/message.html",
-        title="This link is not valid",
-        message="This link is not valid. Please use the most recent e-mail we sent you.",
+        title=_("This link is not valid"),
+        message=_("This link is not valid. Please use the most recent e-mail we sent you."),
     )
     return page, 400
 
@@ -184,8 +201,9 @@ def subscribe_post() -> BaseResponse | tuple[str, int]:
         subscribe(
             form.email.data or "",
             form.topics.data or [],
-            consent_from_request("web", CONSENT_TEXT),
+            consent_from_request("web", _(CONSENT_TEXT)),
             utcnow(),
+            locale=visitor_locale(),
         )
         db.session.commit()
     return redirect(url_for("subscriptions.check_inbox"), 303)
@@ -201,16 +219,17 @@ def check_inbox() -> str:
 def confirm_page(token: str) -> tuple[str, int] | str:
     """A page with a button: link scanners that open the link confirm nothing."""
     try:
-        subscriber_for(Purpose.CONFIRM, token)
+        subscriber, _claims = subscriber_for(Purpose.CONFIRM, token)
     except ExpiredToken:
         return _expired_confirm(token)
     except InvalidToken:
         return invalid_link()
+    use_locale(subscriber.locale)
     return render_template(
         "subscriptions/action.html",
-        title="Confirm your subscription",
-        message="One click and you are on the list.",
-        button="Yes, subscribe me",
+        title=_("Confirm your subscription"),
+        message=_("One click and you are on the list."),
+        button=_("Yes, subscribe me"),
         form=ButtonForm(),
     )
 
@@ -219,9 +238,9 @@ def _expired_confirm(token: str) -> str:
     """The expired-link page: offers a fresh link and says nothing about the address."""
     return render_template(
         "subscriptions/action.html",
-        title="This link has expired",
-        message="Confirmation links last a little while only. We can send you a fresh one.",
-        button="Send me a fresh link",
+        title=_("This link has expired"),
+        message=_("Confirmation links last a little while only. We can send you a fresh one."),
+        button=_("Send me a fresh link"),
         action=url_for("subscriptions.resend", token=token),
         form=ButtonForm(),
     )
@@ -233,7 +252,8 @@ def confirm_post(token: str) -> tuple[str, int] | str:
     if not ButtonForm().validate():
         return invalid_link()
     try:
-        subscriber, _ = subscriber_for(Purpose.CONFIRM, token)
+        subscriber, _claims = subscriber_for(Purpose.CONFIRM, token)
+        use_locale(subscriber.locale)
         confirm(subscriber, consent_from_request("confirm page"), utcnow())
     except ExpiredToken:
         return _expired_confirm(token)
@@ -242,8 +262,8 @@ def confirm_post(token: str) -> tuple[str, int] | str:
     db.session.commit()
     return render_template(
         "subscriptions/message.html",
-        title="You are subscribed",
-        message="Thank you for confirming. A welcome e-mail is on its way.",
+        title=_("You are subscribed"),
+        message=_("Thank you for confirming. A welcome e-mail is on its way."),
     )
 
 
@@ -260,8 +280,8 @@ def resend(token: str) -> tuple[str, int] | str:
     db.session.commit()
     return render_template(
         "subscriptions/message.html",
-        title="Check your inbox",
-        message="If this address still needs confirming, a fresh link is on its way.",
+        title=_("Check your inbox"),
+        message=_("If this address still needs confirming, a fresh link is on its way."),
     )
 
 
@@ -270,9 +290,11 @@ def _example_unsubscribe() -> str:
     nothing, so the test's one-click header works like the real one."""
     return render_template(
         "subscriptions/message.html",
-        title="This is an example link",
-        message="This link comes from a preview or a test send, so it unsubscribes nobody and "
-        "nothing was changed. Every subscriber's e-mail carries a link of their own.",
+        title=_("This is an example link"),
+        message=_(
+            "This link comes from a preview or a test send, so it unsubscribes nobody and "
+            "nothing was changed. Every subscriber's e-mail carries a link of their own."
+        ),
     )
 
 
@@ -282,14 +304,16 @@ def unsubscribe_page(token: str) -> tuple[str, int] | str:
     if token == EXAMPLE_TOKEN:
         return _example_unsubscribe()
     try:
-        unsubscribe_target(token)
+        subscriber = unsubscribe_target(token)
     except InvalidToken:
         return invalid_link()
+    if subscriber is not None:
+        use_locale(subscriber.locale)
     return render_template(
         "subscriptions/action.html",
-        title="Unsubscribe",
-        message="You will get no more e-mail from us, starting now.",
-        button="Unsubscribe me",
+        title=_("Unsubscribe"),
+        message=_("You will get no more e-mail from us, starting now."),
+        button=_("Unsubscribe me"),
         form=None,
     )
 
@@ -323,6 +347,7 @@ def _preferences(
     forms.setdefault("address_form", AddressForm(formdata=None))
     forms.setdefault("erase_form", EraseForm(formdata=None))
     forms.setdefault("export_form", ButtonForm(formdata=None))
+    forms.setdefault("language_form", LanguageForm(formdata=None, locale=subscriber.locale))
     page = render_template(
         "subscriptions/preferences.html",
         token=token,
@@ -338,8 +363,8 @@ def _preferences_link_problem(error: InvalidToken) -> tuple[str, int]:
     if isinstance(error, ExpiredToken):
         page = render_template(
             "subscriptions/message.html",
-            title="This link has expired",
-            message="Every e-mail we send has a fresh link to your preferences.",
+            title=_("This link has expired"),
+            message=_("Every e-mail we send has a fresh link to your preferences."),
         )
         return page, 410
     return invalid_link()
@@ -349,7 +374,8 @@ def _preferences_link_problem(error: InvalidToken) -> tuple[str, int]:
 def preferences(token: str) -> tuple[str, int]:
     """Topics, address, a copy of my data, erase me."""
     try:
-        subscriber, _ = subscriber_for(Purpose.PREFERENCES, token)
+        subscriber, _claims = subscriber_for(Purpose.PREFERENCES, token)
+        use_locale(subscriber.locale)
     except InvalidToken as error:
         return _preferences_link_problem(error)
     return _preferences(token, subscriber)
@@ -359,7 +385,8 @@ def preferences(token: str) -> tuple[str, int]:
 def preferences_post(token: str) -> BaseResponse | tuple[str, int]:
     """Save the topics."""
     try:
-        subscriber, _ = subscriber_for(Purpose.PREFERENCES, token)
+        subscriber, _claims = subscriber_for(Purpose.PREFERENCES, token)
+        use_locale(subscriber.locale)
     except InvalidToken as error:
         return _preferences_link_problem(error)
     form = TopicsForm()
@@ -369,7 +396,30 @@ def preferences_post(token: str) -> BaseResponse | tuple[str, int]:
         subscriber, form.topics.data or [], consent_from_request("preferences"), utcnow()
     )
     db.session.commit()
-    flash("Your choices are saved.")
+    flash(_("Your choices are saved."))
+    return redirect(url_for("subscriptions.preferences", token=token), 303)
+
+
+@bp.post("/preferences/<token>/language")
+def change_language_post(token: str) -> BaseResponse | tuple[str, int]:
+    """Save the language of the subscriber's pages and mail."""
+    try:
+        subscriber, _claims = subscriber_for(Purpose.PREFERENCES, token)
+    except InvalidToken as error:
+        return _preferences_link_problem(error)
+    form = LanguageForm()
+    if not form.validate():
+        use_locale(subscriber.locale)
+        return _preferences(token, subscriber, 400, language_form=form)
+    try:
+        change_language(
+            subscriber, form.locale.data or "", consent_from_request("preferences"), utcnow()
+        )
+    except UnknownLanguage:  # the form checked it already; a race with nothing to lose
+        return _preferences(token, subscriber, 400, language_form=form)
+    db.session.commit()
+    use_locale(subscriber.locale)
+    flash(_("Your choices are saved."))
     return redirect(url_for("subscriptions.preferences", token=token), 303)
 
 
@@ -377,7 +427,8 @@ def preferences_post(token: str) -> BaseResponse | tuple[str, int]:
 def change_address(token: str) -> tuple[str, int]:
     """Ask the new address to confirm; the old one stays until it does."""
     try:
-        subscriber, _ = subscriber_for(Purpose.PREFERENCES, token)
+        subscriber, _claims = subscriber_for(Purpose.PREFERENCES, token)
+        use_locale(subscriber.locale)
     except InvalidToken as error:
         return _preferences_link_problem(error)
     form = AddressForm()
@@ -392,9 +443,11 @@ def change_address(token: str) -> tuple[str, int]:
             db.session.commit()
             page = render_template(
                 "subscriptions/message.html",
-                title="Check the new inbox",
-                message="We sent a link to the new address. Your address changes once you "
-                "open it; until then everything goes to the current one.",
+                title=_("Check the new inbox"),
+                message=_(
+                    "We sent a link to the new address. Your address changes once you "
+                    "open it; until then everything goes to the current one."
+                ),
             )
             return page, 200
     return _preferences(token, subscriber, 400, address_form=form)
@@ -404,7 +457,8 @@ def change_address(token: str) -> tuple[str, int]:
 def export(token: str) -> Response | tuple[str, int]:
     """Everything we keep about the subscriber, as a JSON download."""
     try:
-        subscriber, _ = subscriber_for(Purpose.PREFERENCES, token)
+        subscriber, _claims = subscriber_for(Purpose.PREFERENCES, token)
+        use_locale(subscriber.locale)
     except InvalidToken as error:
         return _preferences_link_problem(error)
     if not ButtonForm().validate():
@@ -424,7 +478,8 @@ def export(token: str) -> Response | tuple[str, int]:
 def erase_me(token: str) -> tuple[str, int]:
     """Delete the subscriber's data for good, keeping only a hash so no import re-adds them."""
     try:
-        subscriber, _ = subscriber_for(Purpose.PREFERENCES, token)
+        subscriber, _claims = subscriber_for(Purpose.PREFERENCES, token)
+        use_locale(subscriber.locale)
     except InvalidToken as error:
         return _preferences_link_problem(error)
     form = EraseForm()
@@ -434,9 +489,11 @@ def erase_me(token: str) -> tuple[str, int]:
     db.session.commit()
     page = render_template(
         "subscriptions/message.html",
-        title="Your data is erased",
-        message="We deleted your subscription and everything we knew about you. We kept only "
-        "a one-way fingerprint of the address so that it is never added again by mistake.",
+        title=_("Your data is erased"),
+        message=_(
+            "We deleted your subscription and everything we knew about you. We kept only "
+            "a one-way fingerprint of the address so that it is never added again by mistake."
+        ),
     )
     return page, 200
 
@@ -445,16 +502,17 @@ def erase_me(token: str) -> tuple[str, int]:
 def address_page(token: str) -> tuple[str, int] | str:
     """A page with a button to confirm the new address."""
     try:
-        subscriber, _ = subscriber_for(Purpose.ADDRESS, token)
+        subscriber, _claims = subscriber_for(Purpose.ADDRESS, token)
+        use_locale(subscriber.locale)
     except InvalidToken:
         return invalid_link()
     if subscriber.pending_email is None:
         return invalid_link()
     return render_template(
         "subscriptions/action.html",
-        title="Confirm your new address",
-        message=f"From now on, send everything to {subscriber.pending_email}.",
-        button="Yes, use this address",
+        title=_("Confirm your new address"),
+        message=_("From now on, send everything to %(address)s.", address=subscriber.pending_email),
+        button=_("Yes, use this address"),
         form=ButtonForm(),
     )
 
@@ -465,21 +523,22 @@ def address_post(token: str) -> tuple[str, int]:
     if not ButtonForm().validate():
         return invalid_link()
     try:
-        subscriber, _ = subscriber_for(Purpose.ADDRESS, token)
+        subscriber, _claims = subscriber_for(Purpose.ADDRESS, token)
+        use_locale(subscriber.locale)
         new = confirm_address_change(subscriber, consent_from_request("address change"), utcnow())
     except InvalidToken:
         return invalid_link()
     except AddressUnavailable as exc:
         db.session.commit()  # the abandoned request is cleared
         page = render_template(
-            "subscriptions/message.html", title="Nothing was changed", message=str(exc)
+            "subscriptions/message.html", title=_("Nothing was changed"), message=str(exc)
         )
         return page, 409
     db.session.commit()
     page = render_template(
         "subscriptions/message.html",
-        title="Your address is changed",
-        message=f"We will write to {new} from now on.",
+        title=_("Your address is changed"),
+        message=_("We will write to %(address)s from now on.", address=new),
     )
     return page, 200
 
@@ -508,4 +567,4 @@ def init_app(app: Flask) -> None:
     """Register the public subscription pages, the consent text and the purge command."""
     app.register_blueprint(bp)
     app.cli.add_command(purge_unconfirmed_command)
-    app.context_processor(lambda: {"subscribe_consent_text": CONSENT_TEXT})
+    app.context_processor(lambda: {"subscribe_consent_text": _(CONSENT_TEXT)})

@@ -202,6 +202,7 @@ def test_get_one_subscriber(app, client, auth) -> None:
         "status": "confirmed",
         "topics": ["digest", "early_access"],
         "source": "web",
+        "locale": "en",
         "created_at": "2026-11-25T12:00:00+00:00",
         "confirmed_at": "2026-11-25T12:00:00+00:00",
         "unsubscribed_at": None,

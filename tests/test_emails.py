@@ -207,7 +207,7 @@ def test_digest_gates_early_access_per_reader(app: Flask, world: World) -> None:
         else:
             assert early_links == []
             assert text.count("Coming soon.") == 2 and html.count("Coming soon.") == 2
-    assert {k[2] for k in cache.prerendered} == {"early:pes", "plain:pes"}
+    assert {k[2] for k in cache.prerendered} == {"en:early:pes", "en:plain:pes"}
 
 
 def test_fast_path_is_the_slow_path(app: Flask, world: World) -> None:

@@ -10,6 +10,7 @@ from webargs.flaskparser import abort
 
 from ..consent import consent_from_request
 from ..extensions import db
+from ..i18n import DEFAULT_LOCALE, SUPPORTED
 from ..models import EMAIL_MAX, Subscriber, SubscriberStatus, utcnow
 from ..subscriber_search import TOPICS, SubscriberFilter
 from ..subscribers import InvalidAddress, InvalidTopics, Topic, erase, subscribe, topics_of
@@ -40,6 +41,11 @@ class SubscriberSchema(ma.Schema):
         metadata={"description": "what the subscriber receives"},
     )
     source = ma.fields.String(required=True, metadata={"description": "web, import, api, ..."})
+    locale = ma.fields.String(
+        required=True,
+        validate=ma.validate.OneOf(SUPPORTED),
+        metadata={"description": "the language of the subscriber's pages and mail"},
+    )
     created_at = ma.fields.AwareDateTime(required=True)
     confirmed_at = ma.fields.AwareDateTime(required=True, allow_none=True)
     unsubscribed_at = ma.fields.AwareDateTime(required=True, allow_none=True)
@@ -47,7 +53,10 @@ class SubscriberSchema(ma.Schema):
     @ma.pre_dump
     def _with_topics(self, subscriber: Subscriber, **kwargs: Any) -> dict[str, Any]:
         """Topics come from the subscriber's flags."""
-        names = ("id", "email", "status", "source", "created_at", "confirmed_at", "unsubscribed_at")
+        names = (
+            "id", "email", "status", "source", "locale",
+            "created_at", "confirmed_at", "unsubscribed_at",
+        )  # fmt: skip
         data = {name: getattr(subscriber, name) for name in names}
         data["topics"] = [str(topic) for topic in topics_of(subscriber)]
         return data
@@ -71,6 +80,11 @@ class SubscribeSchema(ma.Schema):
         load_default="",
         validate=ma.validate.Length(max=PAGE_URL_MAX),
         metadata={"description": "where consent was given, if on a page of the site"},
+    )
+    locale = ma.fields.String(
+        load_default=DEFAULT_LOCALE,
+        validate=ma.validate.OneOf(SUPPORTED),
+        metadata={"description": "the language of the subscriber's pages and mail"},
     )
 
 
@@ -120,7 +134,10 @@ def create_subscriber(data: dict[str, Any]) -> dict[str, str]:
         f"api:{current_token().name}", data["consent_text"], page_url=data["page_url"] or None
     )
     try:
-        subscribe(data["email"], data["topics"], consent, utcnow(), source="api")
+        subscribe(
+            data["email"], data["topics"], consent, utcnow(),
+            source="api", locale=data["locale"],
+        )  # fmt: skip
     except InvalidAddress as exc:
         db.session.rollback()
         abort(422, errors={"email": [str(exc)]})

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from flask_babel import gettext as _
 from markupsafe import Markup
 
 from ..config import MailSettings
@@ -124,7 +125,7 @@ def early_access_content(
     film: Film, now: datetime, links: Links, settings: MailSettings
 ) -> Content:
     """The alert that a film is open to subscribers before its release."""
-    subject = f"Early access: {film.title}"
+    subject = _("Early access: %(title)s", title=film.title)
     entry = film_entry(film, now, links, True, settings)
     context = _common(subject, links, settings) | {"entry": entry, "film": film}
     return _from_templates("early_access", context, listed=True, bulk=True)

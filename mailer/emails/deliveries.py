@@ -48,6 +48,9 @@ class Recipient(TokenOwner, Protocol):
     @property
     def wants_early_access(self) -> bool: ...
 
+    @property
+    def locale(self) -> str: ...
+
 
 R = TypeVar("R", bound=Recipient)
 

@@ -6,8 +6,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from flask_babel import force_locale
+from flask_babel import gettext as _
+
 from ..backends import Message
 from ..films import in_early_access, is_public
+from ..i18n import DEFAULT_LOCALE, supported
 from ..models import Delivery, DeliveryKind, Subscriber, SubscriberStatus, utcnow
 from ..tokens import Purpose
 from .cache import RenderCache, films_in_early_access
@@ -58,7 +62,7 @@ def render_confirmation(
     reader = reader_of(subscriber, delivery)
     content = _to_confirm(
         "confirmation",
-        "Please confirm your subscription",
+        _("Please confirm your subscription"),
         reader,
         Purpose.CONFIRM,
         cache,
@@ -82,7 +86,7 @@ def render_welcome(
     )
     content = simple_content(
         "welcome",
-        "Welcome to the Documentaries newsletter",
+        _("Welcome to the Documentaries newsletter"),
         links,
         settings,
         listed=True,
@@ -103,7 +107,8 @@ def render_digest(
     # a release or an early-access start never serves yesterday's links.
     states = cache.lineup_of(digest.id).states(now)
     early = "e" in states and may_see_early(reader)
-    key = ("digest", digest.id, f"{'early' if early else 'plain'}:{states}")
+    # So is the reader's language: a German reader never gets the English bytes.
+    key = ("digest", digest.id, f"{reader.locale}:{'early' if early else 'plain'}:{states}")
 
     def content(links: Links) -> Content:
         """This digest's words for this variant."""
@@ -122,7 +127,11 @@ def render_early_access(
         raise Undeliverable(f"delivery {delivery.id}: subscriber may not see early access")
     if not (in_early_access(film, now) or is_public(film, now)):
         raise Undeliverable(f"delivery {delivery.id}: {film.slug} is not open yet")
-    key = ("early_access", film.id, "public" if is_public(film, now) else "early")
+    key = (
+        "early_access",
+        film.id,
+        f"{reader.locale}:{'public' if is_public(film, now) else 'early'}",
+    )
 
     def content(links: Links) -> Content:
         """This film's alert."""
@@ -152,7 +161,7 @@ def render_already_subscribed(
     links = PersonalLinks(reader, cache.settings.base_url) if confirmed else None
     content = simple_content(
         "already_subscribed",
-        "You are already subscribed",
+        _("You are already subscribed"),
         links,
         cache.settings,
         listed=confirmed,
@@ -168,7 +177,7 @@ def render_address_confirmation(
     if not delivery.to_address:
         raise Undeliverable(f"delivery {delivery.id}: no new address")
     content = _to_confirm(
-        "address_confirmation", "Please confirm your new address", reader, Purpose.ADDRESS, cache
+        "address_confirmation", _("Please confirm your new address"), reader, Purpose.ADDRESS, cache
     )
     return _one_off(delivery, delivery.to_address, content, cache, now)
 
@@ -180,7 +189,11 @@ def render_address_changed(
     if not delivery.to_address:
         raise Undeliverable(f"delivery {delivery.id}: no old address")
     content = simple_content(
-        "address_changed", "Your newsletter address was changed", None, cache.settings, listed=False
+        "address_changed",
+        _("Your newsletter address was changed"),
+        None,
+        cache.settings,
+        listed=False,
     )
     return _one_off(delivery, delivery.to_address, content, cache, now)
 
@@ -209,7 +222,8 @@ def render_delivery(
     renderer = RENDERERS.get(delivery.kind)
     if renderer is None:
         raise Undeliverable(f"delivery {delivery.id}: unknown kind {delivery.kind!r}")
-    return renderer(delivery, subscriber, cache, now or utcnow())
+    with force_locale(_language_of(subscriber)):
+        return renderer(delivery, subscriber, cache, now or utcnow())
 
 
 BULK_RENDERERS: dict[str, Callable[[Journaled, Recipient, RenderCache, datetime], Message]] = {
@@ -225,4 +239,10 @@ def render_bulk(
     renderer = BULK_RENDERERS.get(delivery.kind)
     if renderer is None:
         raise Undeliverable(f"delivery {delivery.id}: {delivery.kind!r} is not sent in bulk")
-    return renderer(delivery, reader, cache, now)
+    with force_locale(_language_of(reader)):
+        return renderer(delivery, reader, cache, now)
+
+
+def _language_of(reader: Recipient | None) -> str:
+    """The language a mail to ``reader`` is written in (a test send's admin gets the default)."""
+    return DEFAULT_LOCALE if reader is None else supported(reader.locale)
