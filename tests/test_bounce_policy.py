@@ -7,7 +7,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from mailer.bounces import BounceKind, delivery_of_verp, record_bounce, soft_score, verp_address
+from mailer.bounces import BounceKind, record_bounce, soft_score
 from mailer.extensions import db
 from mailer.models import (
     Bounce,
@@ -21,6 +21,7 @@ from mailer.models import (
     Suppression,
 )
 from mailer.sending import is_suppressed
+from mailer.verp import delivery_of_verp, verp_address
 from tests.factories import add_digest, add_subscribers
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
