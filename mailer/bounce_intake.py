@@ -81,10 +81,8 @@ def parse_report(raw: bytes, envelope_to: str = "") -> list[Finding]:
         report_type = str(message.get_param("report-type") or "").lower()
         if report_type == "feedback-report":
             return _complaint(message, envelope_to)
-        if report_type == "delivery-status":
-            found = _dsn(message, envelope_to)
-            if found:
-                return found
+        if report_type == "delivery-status" and _part(message, "message/delivery-status"):
+            return _dsn(message, envelope_to)  # delayed or relayed: nothing failed yet
     return _non_standard(message, envelope_to)
 
 
