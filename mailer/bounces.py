@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import distinct, func, select
 
 from .extensions import db
 from .models import (
@@ -14,6 +15,8 @@ from .models import (
     ConsentAction,
     ConsentEvent,
     Delivery,
+    DeliveryKind,
+    DeliveryStatus,
     Subscriber,
     SubscriberStatus,
     SuppressionReason,
@@ -131,3 +134,71 @@ def _unsubscribe_for_complaint(subscriber: Subscriber, bounce: Bounce, now: date
             details={"already_unsubscribed": True},
         )
     )
+
+
+# --- counts -------------------------------------------------------------------------------------
+
+# The bulk-sender thresholds (Gmail, Yahoo): above these a sender's mail starts to be refused.
+BOUNCE_RATE_WARNING = 0.02
+COMPLAINT_RATE_WARNING = 0.001
+
+
+@dataclass(frozen=True)
+class BounceStats:
+    """A digest's bounces and complaints against what it sent."""
+
+    digest_id: int
+    sent: int
+    bounces: int
+    complaints: int
+
+    @property
+    def bounce_rate(self) -> float:
+        return self.bounces / self.sent if self.sent else 0.0
+
+    @property
+    def complaint_rate(self) -> float:
+        return self.complaints / self.sent if self.sent else 0.0
+
+    @property
+    def warnings(self) -> list[str]:
+        """What is above the bulk-sender thresholds."""
+        found = []
+        if self.bounce_rate > BOUNCE_RATE_WARNING:
+            found.append(f"bounce rate above {BOUNCE_RATE_WARNING:.0%}")
+        if self.complaint_rate > COMPLAINT_RATE_WARNING:
+            found.append(f"complaint rate above {COMPLAINT_RATE_WARNING:.1%}")
+        return found
+
+
+def bounce_stats(digest_ids: list[int]) -> dict[int, BounceStats]:
+    """Bounces (hard or soft) and complaints per digest, each delivery counted once per kind."""
+    if not digest_ids:
+        return {}
+    is_complaint = Bounce.kind == BounceKind.COMPLAINT
+    rows = db.session.execute(
+        select(Bounce.digest_id, is_complaint, func.count(distinct(Bounce.delivery_id)))
+        .where(Bounce.digest_id.in_(digest_ids))
+        .group_by(Bounce.digest_id, is_complaint)
+    ).all()
+    sent = dict(
+        db.session.execute(
+            select(Delivery.digest_id, func.count())
+            .where(
+                Delivery.digest_id.in_(digest_ids),
+                Delivery.kind == DeliveryKind.DIGEST,
+                Delivery.status.in_([DeliveryStatus.SENT, DeliveryStatus.FAILED]),
+            )
+            .group_by(Delivery.digest_id)
+        ).all()
+    )
+    counts: dict[tuple[int, bool], int] = {(d, bool(c)): n for d, c, n in rows if d is not None}
+    return {
+        digest_id: BounceStats(
+            digest_id,
+            int(sent.get(digest_id, 0)),
+            counts.get((digest_id, False), 0),
+            counts.get((digest_id, True), 0),
+        )
+        for digest_id in digest_ids
+    }

@@ -38,8 +38,8 @@ def test_sample_parses_as_expected(app: Flask, name: str) -> None:
         verp = verp_address(delivery.id)
         assert verp is not None
         forged = verp.replace(verp.partition("-")[2][:4], "0000")
-        raw = (CORPUS / name).read_text().format(
-            verp=verp, forged_verp=forged, message_id=MESSAGE_ID
+        raw = (
+            (CORPUS / name).read_text().format(verp=verp, forged_verp=forged, message_id=MESSAGE_ID)
         )
         findings = parse_report(raw.replace("\n", "\r\n").encode())
     expected = EXPECTED[name]

@@ -7,6 +7,7 @@ from flask import Flask
 from . import (  # noqa: F401 (importing the view modules attaches their routes to bp)
     api_tokens,
     auth,
+    bounces,
     delivery,
     digests,
     early_access,
