@@ -7,13 +7,13 @@ from typing import Any
 from flask import Flask
 from flask_smorest import Api
 
-from . import digests, errors, films, subscribers, suppressions
+from . import bounces, digests, errors, films, subscribers, suppressions
 from .errors import PREFIX, ErrorSchema
 from .tokens import api_token_cli
 
 API_VERSION = "1.0.0"
 # Every resource of the API.
-RESOURCES = (films.bp, digests.bp, subscribers.bp, suppressions.bp)
+RESOURCES = (films.bp, digests.bp, subscribers.bp, suppressions.bp, bounces.bp)
 
 
 class MailerApi(Api):
