@@ -1,4 +1,4 @@
-"""A digest goes out, bounces and a complaint come back to the bounce server, the next one skips them."""
+"""A digest goes out, bounces and a complaint come back over SMTP, the next digest skips them."""
 
 import os
 import signal
