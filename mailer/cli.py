@@ -41,6 +41,7 @@ def commands() -> list[click.Command]:
 
     from .admin.auth import create_admin_command, set_admin_password_command
     from .api_tokens import api_token_cli
+    from .bounce_intake import bounce_server_command, bounces_cli
     from .embed_forms import embed_form_command
     from .films import import_films_command
     from .scheduler import deliver_command, worker_command
@@ -57,6 +58,8 @@ def commands() -> list[click.Command]:
         worker_command,
         deliver_command,
         purge_unconfirmed_command,
+        bounce_server_command,
+        bounces_cli,
     ]
 
 

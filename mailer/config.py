@@ -93,6 +93,15 @@ def _base_url(value: str) -> None:
         raise ValueError("not an http:// or https:// URL with a host")
 
 
+def _mailbox_url(value: str) -> None:
+    """Refuse a mailbox URL that `mailer bounces fetch` cannot read."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("imaps", "imap", "maildir"):
+        raise ValueError("not imaps://, imap:// (STARTTLS) or maildir://")
+    if parts.scheme != "maildir" and not parts.hostname:
+        raise ValueError("no host")
+
+
 def _database_url(value: str) -> None:
     """Refuse a URL SQLAlchemy cannot parse or has no driver for."""
     make_url(value).get_dialect()
@@ -175,7 +184,12 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]
             "bytes; list the keys used before, separated by commas"
         )
     address_hint = "give one address, e.g. news@example.org"
-    for name in ("MAILER_FROM", "MAILER_ENVELOPE_FROM", "MAILER_UNSUBSCRIBE_MAILTO"):
+    for name in (
+        "MAILER_FROM",
+        "MAILER_ENVELOPE_FROM",
+        "MAILER_UNSUBSCRIBE_MAILTO",
+        "MAILER_BOUNCE_ADDRESS",
+    ):
         _checked(name, env.get(name, ""), _address, address_hint)
     _checked(
         "MAILER_LIST_ID",
@@ -256,6 +270,16 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]
         "MAILER_LIST_ID": env.get("MAILER_LIST_ID", ""),
         "MAILER_UNSUBSCRIBE_MAILTO": env.get("MAILER_UNSUBSCRIBE_MAILTO", ""),
         "MAILER_ENVELOPE_FROM": env.get("MAILER_ENVELOPE_FROM", ""),
+        # Bounces: the VERP return address, the soft-bounce policy, the mailbox to fetch.
+        "MAILER_BOUNCE_ADDRESS": env.get("MAILER_BOUNCE_ADDRESS", "").strip(),
+        "MAILER_BOUNCE_SOFT_SCORE": _int(env, "MAILER_BOUNCE_SOFT_SCORE", 5, least=1),
+        "MAILER_BOUNCE_SOFT_DAYS": _int(env, "MAILER_BOUNCE_SOFT_DAYS", 7, least=1),
+        "MAILER_BOUNCE_MAILBOX": _checked(
+            "MAILER_BOUNCE_MAILBOX",
+            env.get("MAILER_BOUNCE_MAILBOX", "").strip(),
+            _mailbox_url,
+            "e.g. imaps://USER:PASS@imap.example.org/INBOX or maildir:///var/mail/bounces",
+        ),
         "MAILER_DKIM_SELECTOR": env.get("MAILER_DKIM_SELECTOR", ""),
         "MAILER_DKIM_DOMAIN": env.get("MAILER_DKIM_DOMAIN", ""),
         "MAILER_DKIM_KEY_FILE": env.get("MAILER_DKIM_KEY_FILE", ""),

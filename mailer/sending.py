@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import String
 
-from . import emails, webhooks
+from . import emails, verp
 from .address_hash import email_hash
 from .backends import (
     Backend,
@@ -34,6 +34,7 @@ from .backends import (
     SenderMisconfigured,
     TemporaryFailure,
 )
+from .bounces import BounceKind, record_bounce
 from .digests import pause_digests_of, pause_for_error
 from .extensions import db, dialect_insert
 from .journal import message_id_sql, refusal, retry_delay
@@ -50,10 +51,8 @@ from .models import (
     SendPace,
     Subscriber,
     Suppression,
-    SuppressionReason,
     UTCDateTime,
 )
-from .suppressions import suppress
 
 log = logging.getLogger("mailer.sending")
 
@@ -681,12 +680,20 @@ class Sender:
             outcomes.finish(job, DeliveryStatus.FAILED, f"cannot render: {exc}")
             stats.failed += 1
             return
+        message = verp.with_return_path(message, job.id)  # Bounces: the VERP envelope sender
         try:
             self.backend.send(message)
         except PermanentFailure as exc:
             self.connection_errors = 0
-            suppress(message.recipients[0], SuppressionReason.HARD_BOUNCE, now, note=str(exc))
-            webhooks.emit_bounce(job.subscriber_id, message.recipients[0], str(exc), now)
+            record_bounce(  # recorded and counted like any other; the policy suppresses
+                delivery_id=job.id,
+                address=message.recipients[0],
+                kind=BounceKind.HARD,
+                diagnostic=str(exc),
+                when=now,
+                source="smtp-session",
+                status=exc.enhanced_status or "",
+            )
             group.suppressed.add(email_hash(message.recipients[0]))
             outcomes.finish(job, DeliveryStatus.FAILED, str(exc))
             stats.failed += 1

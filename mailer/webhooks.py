@@ -280,6 +280,12 @@ def emit_bounce(subscriber_id: int | None, address: str, reason: str, now: datet
     return emit(WebhookEvent.BOUNCED, data, now, subscriber_id=subscriber_id)
 
 
+def emit_complaint(subscriber_id: int | None, address: str, reason: str, now: datetime) -> int:
+    """Emit ``subscriber.complained``: a spam complaint unsubscribed and suppressed the address."""
+    data = {"subscriber": {"id": subscriber_id, "email": address}, "reason": reason[:1000]}
+    return emit(WebhookEvent.COMPLAINED, data, now, subscriber_id=subscriber_id)
+
+
 def emit_digest_sent(digest_id: int, now: datetime) -> int:
     """Emit ``digest.sent`` with the digest's subject and its deliveries' counts."""
     digest = db.session.get(Digest, digest_id)

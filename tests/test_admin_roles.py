@@ -67,6 +67,8 @@ EXPECTED: dict[str, tuple[str | None, str | None]] = {
     "admin.api_token_revoke": (None, OWN),
     "admin.admins": (OWN, None),
     "admin.admin_role": (None, OWN),
+    "admin.bounces": (V, None),
+    "admin.bounce_report": (V, None),
     "admin.webhooks": (OWN, None),
     "admin.webhook_create": (None, OWN),
     "admin.webhook": (OWN, None),

@@ -365,6 +365,7 @@ def test_openapi_document_describes_the_api(client) -> None:
     }
     assert spec["security"] == [{"bearerAuth": []}]
     assert set(spec["paths"]) == {
+        "/api/v1/bounces",
         "/api/v1/films",
         "/api/v1/films/{film_id}",
         "/api/v1/digests",

@@ -8,6 +8,7 @@ from . import (  # noqa: F401 (importing the view modules attaches their routes 
     admins,
     api_tokens,
     auth,
+    bounces,
     delivery,
     digests,
     early_access,

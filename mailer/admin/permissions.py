@@ -50,6 +50,8 @@ PERMISSIONS: dict[str, Needs] = {
     "admin.suppressions": READ_ONLY,
     "admin.embed_forms": READ_ONLY,
     "admin.embed_form": READ_ONLY,
+    "admin.bounces": READ_ONLY,
+    "admin.bounce_report": READ_ONLY,
     "admin.outbox": READ_ONLY,
     "admin.outbox_message": READ_ONLY,
     "admin.outbox_message_html": READ_ONLY,

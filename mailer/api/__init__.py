@@ -8,12 +8,12 @@ from flask import Flask
 from flask_smorest import Api
 
 from ..api_tokens import api_token_cli
-from . import digests, errors, films, subscribers, suppressions
+from . import bounces, digests, errors, films, subscribers, suppressions
 from .errors import PREFIX, ErrorSchema
 
 API_VERSION = "1.0.0"
 # Every resource of the API.
-RESOURCES = (films.bp, digests.bp, subscribers.bp, suppressions.bp)
+RESOURCES = (films.bp, digests.bp, subscribers.bp, suppressions.bp, bounces.bp)
 
 
 class MailerApi(Api):
