@@ -89,7 +89,7 @@ def _apply_policy(bounce: Bounce, subscriber: Subscriber | None, now: datetime) 
     why = f"{bounce.source} {bounce.status} {bounce.diagnostic}".strip()[:500]
     if bounce.kind == BounceKind.HARD:
         suppress(bounce.address, SuppressionReason.HARD_BOUNCE, now, note=why)
-        webhooks.emit_bounce(bounce.subscriber_id, bounce.address, why, now)
+        webhooks.emit_bounce(bounce.subscriber_id, bounce.address, bounce.diagnostic, now)
     elif bounce.kind == BounceKind.SOFT:
         score = soft_score(bounce.address, now)
         if score >= int(current_app.config["MAILER_BOUNCE_SOFT_SCORE"]):
@@ -100,7 +100,7 @@ def _apply_policy(bounce: Bounce, subscriber: Subscriber | None, now: datetime) 
         if subscriber is not None:
             _unsubscribe_for_complaint(subscriber, bounce, now)
         suppress(bounce.address, SuppressionReason.COMPLAINT, now, note=why)
-        webhooks.emit_complaint(bounce.subscriber_id, bounce.address, why, now)
+        webhooks.emit_complaint(bounce.subscriber_id, bounce.address, bounce.diagnostic, now)
 
 
 def soft_score(address: str, now: datetime) -> int:

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 from flask import Flask
 from flask.testing import FlaskClient
 
-from mailer.api.tokens import create_api_token
+from mailer.api_tokens import create_api_token
 from mailer.bounces import BounceKind, record_bounce
 from mailer.extensions import db
 from tests.factories import assert_error

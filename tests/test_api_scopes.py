@@ -35,6 +35,7 @@ EXPECTED = {
     ("subscribers.create_subscriber", "POST"): W,
     ("subscribers.delete_subscriber", "DELETE"): A,
     ("suppressions.list_suppressions", "GET"): R,
+    ("bounces.list_bounces", "GET"): R,
     ("suppressions.create_suppression", "POST"): W,
     ("suppressions.delete_suppression", "DELETE"): A,
 }

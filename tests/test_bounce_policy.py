@@ -20,7 +20,7 @@ from mailer.models import (
     SubscriberStatus,
     Suppression,
 )
-from mailer.sending import is_suppressed
+from mailer.suppressions import is_suppressed
 from mailer.verp import delivery_of_verp, verp_address
 from tests.factories import add_digest, add_subscribers
 
