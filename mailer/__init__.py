@@ -26,6 +26,7 @@ from . import (
     security,
     sending,
     subscriptions,
+    webhook_intake,
 )
 from .config import ConfigError, settings_from_environ
 from .extensions import csrf, db, limiter, migrate
@@ -109,5 +110,6 @@ def register_features(app: Flask) -> None:
         api,
         embed,
         archive,
+        webhook_intake,
     ):
         module.init_app(app)
