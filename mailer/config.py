@@ -200,7 +200,12 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]
             "bytes; list the keys used before, separated by commas"
         )
     address_hint = "give one address, e.g. news@example.org"
-    for name in ("MAILER_FROM", "MAILER_ENVELOPE_FROM", "MAILER_UNSUBSCRIBE_MAILTO"):
+    for name in (
+        "MAILER_FROM",
+        "MAILER_ENVELOPE_FROM",
+        "MAILER_UNSUBSCRIBE_MAILTO",
+        "MAILER_BOUNCE_ADDRESS",
+    ):
         _checked(name, env.get(name, ""), _address, address_hint)
     _checked(
         "MAILER_LIST_ID",
@@ -284,6 +289,11 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]
         "MAILER_LIST_ID": env.get("MAILER_LIST_ID", ""),
         "MAILER_UNSUBSCRIBE_MAILTO": env.get("MAILER_UNSUBSCRIBE_MAILTO", ""),
         "MAILER_ENVELOPE_FROM": env.get("MAILER_ENVELOPE_FROM", ""),
+        # Bounces: the VERP return address, the soft-bounce policy, the mailbox to fetch.
+        "MAILER_BOUNCE_ADDRESS": env.get("MAILER_BOUNCE_ADDRESS", "").strip(),
+        "MAILER_BOUNCE_SOFT_SCORE": _int(env, "MAILER_BOUNCE_SOFT_SCORE", 5, least=1),
+        "MAILER_BOUNCE_SOFT_DAYS": _int(env, "MAILER_BOUNCE_SOFT_DAYS", 7, least=1),
+        "MAILER_BOUNCE_MAILBOX": env.get("MAILER_BOUNCE_MAILBOX", "").strip(),
         "MAILER_DKIM_SELECTOR": env.get("MAILER_DKIM_SELECTOR", ""),
         "MAILER_DKIM_DOMAIN": env.get("MAILER_DKIM_DOMAIN", ""),
         "MAILER_DKIM_KEY_FILE": env.get("MAILER_DKIM_KEY_FILE", ""),

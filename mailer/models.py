@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -111,6 +112,7 @@ class DeliveryStatus(enum.StrEnum):
 class SuppressionReason(enum.StrEnum):
     HARD_BOUNCE = "hard_bounce"
     COMPLAINT = "complaint"
+    SOFT_BOUNCES = "soft_bounces"  # too many soft bounces within MAILER_BOUNCE_SOFT_DAYS
     ERASED = "erased"
     MANUAL = "manual"
 
@@ -388,6 +390,74 @@ class Suppression(Model):
 
     __table_args__ = (
         CheckConstraint(f"reason IN ({_enum_values(SuppressionReason)})", name="reason"),
+    )
+
+
+class BounceKind(enum.StrEnum):
+    HARD = "hard"  # the address cannot receive mail: suppressed at once
+    SOFT = "soft"  # a passing failure (full mailbox, greylisting): counted in a window
+    COMPLAINT = "complaint"  # the recipient reported the mail as spam (an ARF report)
+
+
+class ReportStatus(enum.StrEnum):
+    PENDING = "pending"  # journaled, not parsed yet (a crash here is reprocessed on restart)
+    PARSED = "parsed"  # read: its bounces are recorded
+    IGNORED = "ignored"  # read: nothing in it for us (an auto-reply, a forged return address)
+    FAILED = "failed"  # could not be read: kept for the admin with the error
+
+
+class InboundReport(Model):
+    """A bounce or complaint as it arrived, raw, journaled before it is parsed."""
+
+    __tablename__ = "inbound_reports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # How it arrived: smtp (the bounce server), imap, maildir, or a provider's webhook.
+    source: Mapped[str] = mapped_column(String(20))
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    # Hex SHA-256 of the raw bytes: the same message read twice is journaled once.
+    raw_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    message_id: Mapped[str] = mapped_column(String(255), default="")
+    envelope_to: Mapped[str] = mapped_column(String(EMAIL_MAX), default="")
+    status: Mapped[str] = mapped_column(String(20), default=ReportStatus.PENDING)
+    error: Mapped[str] = mapped_column(Text, default="")
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    parsed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_enum_values(ReportStatus)})", name="status"),
+        Index("ix_inbound_reports_status_id", "status", "id"),
+    )
+
+
+class Bounce(Model):
+    """One bounce or complaint for one address: which mail, when, why. Never deleted."""
+
+    __tablename__ = "bounces"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    # Plain integers like Delivery's: a bounce outlives erased subscribers' rows.
+    delivery_id: Mapped[int | None] = mapped_column(Integer)
+    digest_id: Mapped[int | None] = mapped_column(Integer)
+    subscriber_id: Mapped[int | None] = mapped_column(Integer)
+    address: Mapped[str] = mapped_column(String(EMAIL_MAX))
+    diagnostic: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(20), default="")  # the enhanced code, e.g. 5.1.1
+    # smtp-session, dsn, arf, imap, maildir, ses, mailgun, postmark, sendgrid
+    source: Mapped[str] = mapped_column(String(20))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    report_id: Mapped[int | None] = mapped_column(
+        ForeignKey("inbound_reports.id", ondelete="SET NULL")
+    )
+
+    __table_args__ = (
+        CheckConstraint(f"kind IN ({_enum_values(BounceKind)})", name="kind"),
+        # A report names an address once: reading it again records nothing new.
+        UniqueConstraint("report_id", "address"),
+        Index("ix_bounces_digest_id_kind", "digest_id", "kind"),
+        Index("ix_bounces_address_kind_received_at", "address", "kind", "received_at"),
+        Index("ix_bounces_received_at_id", "received_at", "id"),
     )
 
 

@@ -38,7 +38,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import String
 
-from . import emails
+from . import emails, verp
 from .backends import (
     Backend,
     Message,
@@ -1100,11 +1100,22 @@ class Sender:
             outcomes.finish(job, DeliveryStatus.FAILED, f"cannot render: {exc}")
             stats.failed += 1
             return
+        message = verp.with_return_path(message, job.id)  # Bounces: the VERP envelope sender
         try:
             self.backend.send(message)
         except PermanentFailure as exc:
             self.connection_errors = 0
-            suppress(message.recipients[0], SuppressionReason.HARD_BOUNCE, now, str(exc))
+            from .bounces import BounceKind, record_bounce  # Bounces: (imports sending)
+
+            record_bounce(  # Bounces: recorded and counted like any other; it suppresses
+                delivery_id=job.id,
+                address=message.recipients[0],
+                kind=BounceKind.HARD,
+                diagnostic=str(exc),
+                when=now,
+                source="smtp-session",
+                status=exc.enhanced_status or "",
+            )
             group.suppressed.add(email_hash(message.recipients[0]))
             outcomes.finish(job, DeliveryStatus.FAILED, str(exc))
             stats.failed += 1
