@@ -15,7 +15,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .bounces import BounceKind, delivery_of_verp, record_bounce
+from .bounces import BounceKind, record_bounce
 from .extensions import csrf, db
 from .models import Delivery, WebhookEventSeen, WebhookRefusal, utcnow
 from .provider_events import (
@@ -30,6 +30,7 @@ from .provider_events import (
     WebhookRequest,
 )
 from .security import unstorable
+from .verp import delivery_of_verp
 
 log = logging.getLogger(__name__)
 

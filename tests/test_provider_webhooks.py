@@ -213,7 +213,9 @@ def sns_message(
     }
     if kind == "SubscriptionConfirmation":
         message["Token"] = secrets.token_hex(32)
-        message["SubscribeURL"] = server.url(f"/?Action=ConfirmSubscription&Token={message['Token']}")
+        message["SubscribeURL"] = server.url(
+            f"/?Action=ConfirmSubscription&Token={message['Token']}"
+        )
         fields = ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type")
     else:
         fields = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")

@@ -4,7 +4,7 @@ POST /webhooks/<provider> records every request it refuses (provider, reason, re
 the start of the body) and the provider event ids it has accepted, so a replay is refused.
 
 Revision ID: 2388d141df01
-Revises: e1c7a9d4f2b6
+Revises: a6e9afc658a9
 Create Date: 2026-12-04 16:03:11.888895
 
 """
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '2388d141df01'
-down_revision = 'e1c7a9d4f2b6'
+down_revision = 'a6e9afc658a9'
 branch_labels = None
 depends_on = None
 
