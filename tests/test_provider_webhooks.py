@@ -32,10 +32,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from mailer.emails import message_id_for
 from mailer.extensions import db
 from mailer.models import (
     Bounce,
     BounceKind,
+    Delivery,
+    DeliveryKind,
     Subscriber,
     SubscriberStatus,
     Suppression,
@@ -45,6 +48,7 @@ from mailer.models import (
     utcnow,
 )
 from mailer.provider_events import SNS_CERT_HOST
+from mailer.verp import verp_address
 from tests.factories import add_subscribers
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-bounces"
@@ -657,3 +661,47 @@ def test_unreadable_bodies_are_a_400_and_recorded(app: Flask, hooks: FlaskClient
         excerpts = db.session.scalars(select(WebhookRefusal.body_excerpt)).all()
     assert all("\x00" not in excerpt for excerpt in excerpts)
     assert bounces(app) == []
+
+
+# --- which of our mails an event is about -------------------------------------------------------
+
+
+def sent_delivery(app: Flask, address: str) -> tuple[int, str]:
+    """A test send to ``address`` with its Message-ID, as the sender gives it: (id, Message-ID)."""
+    with app.app_context():
+        row = Delivery(kind=DeliveryKind.TEST, to_address=address, created_at=utcnow())
+        db.session.add(row)
+        db.session.flush()
+        message_id = message_id_for(row)
+        db.session.commit()
+        return row.id, message_id
+
+
+def bounced_deliveries(app: Flask) -> list[int | None]:
+    with app.app_context():
+        return list(db.session.scalars(select(Bounce.delivery_id).order_by(Bounce.id)))
+
+
+def test_events_find_their_delivery_by_our_message_id(
+    app: Flask, hooks: FlaskClient, sendgrid_key: ec.EllipticCurvePrivateKey
+) -> None:
+    delivery_id, message_id = sent_delivery(app, READER)
+    event = mailgun_failed(READER)
+    event["message"] = {"headers": {"message-id": message_id.strip("<>")}}
+    assert hooks.post("/webhooks/mailgun", json=mailgun_body(event)).status_code == 200
+    forged = message_id.replace("@", "x@")  # our delivery's id, not its Message-ID
+    events = [sendgrid_event(OTHER, "bounce", type="bounce", **{"smtp-id": forged})]
+    assert sendgrid_post(hooks, sendgrid_key, events).status_code == 200
+    assert bounced_deliveries(app) == [delivery_id, None]
+
+
+def test_ses_event_finds_its_delivery_by_the_verp_return_address(
+    app: Flask, hooks: FlaskClient, sns: tuple[SnsStandIn, ssl.SSLContext], sns_key
+) -> None:
+    app.config["MAILER_BOUNCE_ADDRESS"] = "bounces@news.example.org"
+    delivery_id, _message_id = sent_delivery(app, READER)
+    notification = ses_bounce(READER)
+    with app.test_request_context():
+        notification["mail"]["source"] = verp_address(delivery_id)
+    assert post_sns(hooks, sns_message(sns[0], sns_key, notification)).status_code == 200
+    assert bounced_deliveries(app) == [delivery_id]
