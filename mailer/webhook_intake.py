@@ -92,8 +92,10 @@ def _first_time(provider: str, key: str, now: datetime) -> bool:
         dialect.insert(table)
         .values(provider=provider, event_key=key[:255], seen_at=now)
         .on_conflict_do_nothing()
+        .returning(table.c.id)
     )
-    return db.session.execute(statement).rowcount == 1  # type: ignore[attr-defined]
+    # A conflict inserts nothing and so returns no row.
+    return db.session.execute(statement).scalar() is not None
 
 
 def _delivery_of(event: ProviderEvent) -> int | None:
