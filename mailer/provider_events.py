@@ -283,7 +283,7 @@ def _sns_certificate(url: str, settings: ProviderSettings) -> x509.Certificate:
         if len(pem) > CERT_MAX_BYTES:
             raise ValueError("larger than a certificate")
         certificate = x509.load_pem_x509_certificate(pem)
-    except (OSError, ssl.SSLError, ValueError) as exc:
+    except (OSError, http.client.HTTPException, ValueError) as exc:
         raise Unauthenticated(f"signing certificate {url} unusable ({exc})") from None
     with _certificates_lock:
         _certificates[url] = certificate
@@ -338,7 +338,7 @@ def read_ses(request: WebhookRequest, settings: ProviderSettings, now: datetime)
         url = _sns_url(_text(message.get("SubscribeURL")), settings, "SubscribeURL")
         try:
             _https_get(url, settings.tls_context)
-        except (OSError, ssl.SSLError) as exc:
+        except (OSError, http.client.HTTPException, ValueError) as exc:
             raise ProviderUnreachable(f"confirming the subscription to {topic}: {exc}") from None
         return Reading(keys, note=f"subscription to {topic} confirmed")
     if kind == "UnsubscribeConfirmation":

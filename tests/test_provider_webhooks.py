@@ -72,7 +72,7 @@ class SnsStandIn:
             def do_GET(self) -> None:
                 visited.append(self.path)
                 body = served if self.path.endswith(".pem") else b"<ConfirmSubscriptionResponse/>"
-                self.send_response(200)
+                self.send_response(503 if "unavailable" in self.path else 200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -204,6 +204,7 @@ def sns_message(
     version: str = "1",
     at: datetime | None = None,
     topic: str = TOPIC,
+    subscribe_path: str = "/?Action=ConfirmSubscription&Token=",
 ) -> dict[str, Any]:
     """An SNS message signed as SNS signs it (SignatureVersion 1: SHA1, 2: SHA256)."""
     message: dict[str, Any] = {
@@ -217,9 +218,7 @@ def sns_message(
     }
     if kind == "SubscriptionConfirmation":
         message["Token"] = secrets.token_hex(32)
-        message["SubscribeURL"] = server.url(
-            f"/?Action=ConfirmSubscription&Token={message['Token']}"
-        )
+        message["SubscribeURL"] = server.url(subscribe_path + message["Token"])
         fields = ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type")
     else:
         fields = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
@@ -364,6 +363,26 @@ def test_ses_subscription_is_confirmed_for_a_listed_topic_only(
     ours = sns_message(server, sns_key, kind="SubscriptionConfirmation")
     assert post_sns(hooks, ours).status_code == 200
     assert server.visited[-1] == f"/?Action=ConfirmSubscription&Token={ours['Token']}"
+
+
+def test_ses_unreachable_certificate_is_refused(
+    app: Flask, hooks: FlaskClient, sns: tuple[SnsStandIn, ssl.SSLContext], sns_key
+) -> None:
+    message = sns_message(sns[0], sns_key, ses_bounce(READER))
+    message["SigningCertURL"] = sns[0].url("/unavailable.pem")
+    assert_refused(app, post_sns(hooks, message), 401, "ses", "unavailable.pem unusable")
+    assert bounces(app) == []
+
+
+def test_ses_failed_confirmation_is_a_502_for_sns_to_retry(
+    app: Flask, hooks: FlaskClient, sns: tuple[SnsStandIn, ssl.SSLContext], sns_key
+) -> None:
+    kind = "SubscriptionConfirmation"
+    failing = sns_message(sns[0], sns_key, kind=kind, subscribe_path="/unavailable?Token=")
+    assert post_sns(hooks, failing).status_code == 502
+    assert refusals(app) == []
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(WebhookEventSeen)) == 0
 
 
 def test_ses_certificate_from_a_foreign_host_is_refused_unfetched(
