@@ -42,6 +42,7 @@ EXCERPT_CHARS = 500
 REASON_CHARS = 200
 # Our Message-IDs carry the delivery id: make_msgid(idstring=f"d{id}") (see emails.message_id_for).
 _DELIVERY_IN_MESSAGE_ID = re.compile(r"\.d(\d{1,18})@")
+MAX_ROW_ID = 2**31 - 1  # deliveries.id is a 32-bit integer; PostgreSQL refuses to look up more
 
 
 class BodyTooLarge(Refused):
@@ -59,11 +60,13 @@ def take_in(
     before (a replay). The caller commits.
     """
     reading = READERS[provider](incoming, settings, now)
+    texts = [*reading.replay_keys]
     for event in reading.events:
-        for text in (event.address, event.diagnostic, event.status, event.message_id):
-            problem = unstorable(text)
-            if problem:
-                raise Malformed(problem)
+        texts += (event.address, event.diagnostic, event.status, event.message_id)
+    for text in texts:
+        problem = unstorable(text)
+        if problem:
+            raise Malformed(problem)
     new_keys = {
         key for key in dict.fromkeys(reading.replay_keys) if _first_time(provider, key, now)
     }
@@ -105,7 +108,7 @@ def _delivery_of(event: ProviderEvent) -> int | None:
         if delivery_id is not None:
             return delivery_id
     match = _DELIVERY_IN_MESSAGE_ID.search(event.message_id)
-    if match is None:
+    if match is None or int(match[1]) > MAX_ROW_ID:
         return None
     delivery = db.session.get(Delivery, int(match[1]))
     return delivery.id if delivery is not None and delivery.message_id == event.message_id else None

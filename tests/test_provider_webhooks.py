@@ -709,9 +709,13 @@ def test_events_find_their_delivery_by_our_message_id(
     event["message"] = {"headers": {"message-id": message_id.strip("<>")}}
     assert hooks.post("/webhooks/mailgun", json=mailgun_body(event)).status_code == 200
     forged = message_id.replace("@", "x@")  # our delivery's id, not its Message-ID
-    events = [sendgrid_event(OTHER, "bounce", type="bounce", **{"smtp-id": forged})]
+    beyond = "<1.2.3.d99999999999@example.org>"  # more than any row id (PostgreSQL: int4)
+    events = [
+        sendgrid_event(OTHER, "bounce", type="bounce", **{"smtp-id": forged}),
+        sendgrid_event(OTHER, "bounce", type="bounce", **{"smtp-id": beyond}),
+    ]
     assert sendgrid_post(hooks, sendgrid_key, events).status_code == 200
-    assert bounced_deliveries(app) == [delivery_id, None]
+    assert bounced_deliveries(app) == [delivery_id, None, None]
 
 
 def test_ses_event_finds_its_delivery_by_the_verp_return_address(
