@@ -66,6 +66,8 @@ class SnsStandIn:
 
     def __init__(self, ca: trustme.CA, certificate_pem: bytes) -> None:
         self.visited: list[str] = []
+        # A path of its own: certificates are kept by URL, and a later server may get this port.
+        self.certificate_path = f"/SimpleNotificationService-{secrets.token_hex(8)}.pem"
         served, visited = certificate_pem, self.visited
 
         class Handler(BaseHTTPRequestHandler):
@@ -214,7 +216,7 @@ def sns_message(
         "Message": json.dumps(notification) if notification else "You have chosen to subscribe",
         "Timestamp": (at or utcnow()).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
         "SignatureVersion": version,
-        "SigningCertURL": server.url("/SimpleNotificationService-test.pem"),
+        "SigningCertURL": server.url(server.certificate_path),
     }
     if kind == "SubscriptionConfirmation":
         message["Token"] = secrets.token_hex(32)
@@ -339,7 +341,7 @@ def test_ses_certificate_is_fetched_once(
 ) -> None:
     for address in (READER, OTHER):
         assert post_sns(hooks, sns_message(sns[0], sns_key, ses_bounce(address))).status_code == 200
-    assert sns[0].visited == ["/SimpleNotificationService-test.pem"]
+    assert sns[0].visited == [sns[0].certificate_path]
 
 
 def test_ses_topic_not_listed_is_refused(
