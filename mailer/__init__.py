@@ -27,6 +27,7 @@ from . import (
     scheduler,
     security,
     subscriptions,
+    webhook_intake,
 )
 from .config import ConfigError, settings_from_environ
 from .extensions import csrf, db, limiter, migrate
@@ -111,5 +112,6 @@ def register_features(app: Flask) -> None:
         api,
         embed,
         archive,
+        webhook_intake,
     ):
         module.init_app(app)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import secrets
 import zoneinfo
 from collections.abc import Callable, Mapping
@@ -17,6 +18,8 @@ from apscheduler.triggers.cron import CronTrigger
 from flask import current_app
 from limits import parse_many
 from sqlalchemy.engine import make_url
+
+from .provider_events import sendgrid_public_key
 
 MIN_SECRET_BYTES = 32
 Number = TypeVar("Number", int, float)
@@ -132,6 +135,41 @@ def _dkim(env: Mapping[str, str]) -> None:
         )
 
 
+SNS_TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?")
+WEBHOOK_SECRET_MIN = 16
+
+
+def _sns_topics(env: Mapping[str, str]) -> list[str]:
+    """MAILER_WEBHOOK_SES_TOPICS: the SNS topic ARNs whose SES notifications are taken in."""
+    topics = [t.strip() for t in env.get("MAILER_WEBHOOK_SES_TOPICS", "").split(",") if t.strip()]
+    for topic in topics:
+        if not SNS_TOPIC_ARN.fullmatch(topic):
+            raise ConfigError(
+                f"MAILER_WEBHOOK_SES_TOPICS: {topic!r} is not an SNS topic ARN; list ARNs like "
+                "arn:aws:sns:eu-west-1:123456789012:ses-bounces, separated by commas"
+            )
+    return topics
+
+
+def _webhook_secret(value: str) -> None:
+    """Refuse a webhook secret too short to resist guessing, or with spaces in it."""
+    if len(value) < WEBHOOK_SECRET_MIN or any(c.isspace() for c in value):
+        raise ValueError(f"at least {WEBHOOK_SECRET_MIN} characters and no spaces")
+
+
+def _basic_credentials(value: str) -> None:
+    """Refuse what is not user:password with a password hard to guess."""
+    user, colon, password = value.partition(":")
+    if not (user and colon):
+        raise ValueError("not user:password")
+    _webhook_secret(password)
+
+
+def _sendgrid_key(value: str) -> None:
+    """Refuse what is not SendGrid's verification key (a base64 ECDSA P-256 public key)."""
+    sendgrid_public_key(value)
+
+
 def _secret_key(env: Mapping[str, str], environment: str, instance_path: Path) -> str:
     """The signing key: required in production, generated once and kept in development."""
     key = env.get("MAILER_SECRET_KEY", "")
@@ -215,6 +253,24 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]
         raise ConfigError(
             f"MAILER_ADMIN_2FA must be 'optional' or 'required', got {admin_two_factor!r}"
         )
+    _checked(
+        "MAILER_WEBHOOK_MAILGUN_KEY",
+        env.get("MAILER_WEBHOOK_MAILGUN_KEY", ""),
+        _webhook_secret,
+        "copy the HTTP webhook signing key from Mailgun's Sending > Webhooks page",
+    )
+    _checked(
+        "MAILER_WEBHOOK_POSTMARK_AUTH",
+        env.get("MAILER_WEBHOOK_POSTMARK_AUTH", ""),
+        _basic_credentials,
+        "give user:password, the same as in the webhook URL set at Postmark",
+    )
+    _checked(
+        "MAILER_WEBHOOK_SENDGRID_KEY",
+        env.get("MAILER_WEBHOOK_SENDGRID_KEY", ""),
+        _sendgrid_key,
+        "copy the verification key of SendGrid's signed event webhook",
+    )
     send_rate = _float(env, "MAILER_SEND_RATE", 0.0)
     trusted_proxies = _int(env, "MAILER_TRUSTED_PROXIES", 0)
     return {
@@ -286,6 +342,11 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]
         "MAILER_LOAD_FILMS": env.get("MAILER_LOAD_FILMS", ""),
         # "required": owners cannot use the admin until they have set up two-factor sign-in.
         "MAILER_ADMIN_2FA": admin_two_factor,
+        # Provider webhooks (POST /webhooks/<provider>): each is off until its secret is set.
+        "MAILER_WEBHOOK_SES_TOPICS": _sns_topics(env),
+        "MAILER_WEBHOOK_MAILGUN_KEY": env.get("MAILER_WEBHOOK_MAILGUN_KEY", ""),
+        "MAILER_WEBHOOK_POSTMARK_AUTH": env.get("MAILER_WEBHOOK_POSTMARK_AUTH", ""),
+        "MAILER_WEBHOOK_SENDGRID_KEY": env.get("MAILER_WEBHOOK_SENDGRID_KEY", ""),
         "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
         "WTF_CSRF_TIME_LIMIT": None,
     }

@@ -665,3 +665,31 @@ class WebhookDelivery(Model):
             sqlite_where=text(LEASED_WEBHOOK),
         ),
     )
+
+
+class WebhookRefusal(Model):
+    """A request to POST /webhooks/<provider> that was refused, kept for the admins to see."""
+
+    __tablename__ = "webhook_refusals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(30))
+    reason: Mapped[str] = mapped_column(String(200))
+    status_code: Mapped[int] = mapped_column(Integer)
+    remote_addr: Mapped[str] = mapped_column(String(64), default="")
+    # The start of the body only: enough to tell a misconfiguration from an attack.
+    body_excerpt: Mapped[str] = mapped_column(Text, default="")
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class WebhookEventSeen(Model):
+    """A provider's event (or request) id already accepted: the same one again is a replay."""
+
+    __tablename__ = "webhook_events_seen"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(30))
+    event_key: Mapped[str] = mapped_column(String(255))
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("provider", "event_key"),)

@@ -115,6 +115,10 @@ BAD_VALUES = {
     "MAILER_DKIM_SELECTOR": "mail2026",
     "MAILER_DKIM_DOMAIN": "example.org",
     "MAILER_DKIM_KEY_FILE": "/nonexistent/dkim.pem",
+    "MAILER_WEBHOOK_SES_TOPICS": "ses-bounces",
+    "MAILER_WEBHOOK_MAILGUN_KEY": "short",
+    "MAILER_WEBHOOK_POSTMARK_AUTH": "postmark-without-a-password",
+    "MAILER_WEBHOOK_SENDGRID_KEY": "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE",
     "MAILER_INSTANCE_PATH": "/proc/mailer-instance",
     "MAILER_ADMIN_2FA": "sometimes",
 }
