@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 from flask import (
@@ -69,6 +71,7 @@ from .tokens import (
 )
 
 bp = Blueprint("subscriptions", __name__)
+ViewAnswer = TypeVar("ViewAnswer")
 
 
 def _check_topics(field: SelectMultipleField) -> None:
@@ -370,25 +373,35 @@ def _preferences_link_problem(error: InvalidToken) -> tuple[str, int]:
     return invalid_link()
 
 
-@bp.get("/preferences/<token>")
-def preferences(token: str) -> tuple[str, int]:
-    """Topics, address, a copy of my data, erase me."""
-    try:
-        subscriber, _claims = subscriber_for(Purpose.PREFERENCES, token)
+def _preferences_link(
+    view: Callable[[str, Subscriber], ViewAnswer],
+) -> Callable[[str], ViewAnswer | tuple[str, int]]:
+    """Run a preferences view for the subscriber its link names, in their language; a bad or
+    expired link gets its page instead."""
+
+    @functools.wraps(view)
+    def with_subscriber(token: str) -> ViewAnswer | tuple[str, int]:
+        try:
+            subscriber, _claims = subscriber_for(Purpose.PREFERENCES, token)
+        except InvalidToken as error:
+            return _preferences_link_problem(error)
         use_locale(subscriber.locale)
-    except InvalidToken as error:
-        return _preferences_link_problem(error)
+        return view(token, subscriber)
+
+    return with_subscriber
+
+
+@bp.get("/preferences/<token>")
+@_preferences_link
+def preferences(token: str, subscriber: Subscriber) -> tuple[str, int]:
+    """Topics, address, a copy of my data, erase me."""
     return _preferences(token, subscriber)
 
 
 @bp.post("/preferences/<token>")
-def preferences_post(token: str) -> BaseResponse | tuple[str, int]:
+@_preferences_link
+def preferences_post(token: str, subscriber: Subscriber) -> BaseResponse | tuple[str, int]:
     """Save the topics."""
-    try:
-        subscriber, _claims = subscriber_for(Purpose.PREFERENCES, token)
-        use_locale(subscriber.locale)
-    except InvalidToken as error:
-        return _preferences_link_problem(error)
     form = TopicsForm()
     if not form.validate():
         return _preferences(token, subscriber, 400, topics_form=form)
@@ -401,15 +414,11 @@ def preferences_post(token: str) -> BaseResponse | tuple[str, int]:
 
 
 @bp.post("/preferences/<token>/language")
-def change_language_post(token: str) -> BaseResponse | tuple[str, int]:
+@_preferences_link
+def change_language_post(token: str, subscriber: Subscriber) -> BaseResponse | tuple[str, int]:
     """Save the language of the subscriber's pages and mail."""
-    try:
-        subscriber, _claims = subscriber_for(Purpose.PREFERENCES, token)
-    except InvalidToken as error:
-        return _preferences_link_problem(error)
     form = LanguageForm()
     if not form.validate():
-        use_locale(subscriber.locale)
         return _preferences(token, subscriber, 400, language_form=form)
     try:
         change_language(
@@ -424,13 +433,9 @@ def change_language_post(token: str) -> BaseResponse | tuple[str, int]:
 
 
 @bp.post("/preferences/<token>/address")
-def change_address(token: str) -> tuple[str, int]:
+@_preferences_link
+def change_address(token: str, subscriber: Subscriber) -> tuple[str, int]:
     """Ask the new address to confirm; the old one stays until it does."""
-    try:
-        subscriber, _claims = subscriber_for(Purpose.PREFERENCES, token)
-        use_locale(subscriber.locale)
-    except InvalidToken as error:
-        return _preferences_link_problem(error)
     form = AddressForm()
     if form.validate():
         try:
@@ -454,13 +459,9 @@ def change_address(token: str) -> tuple[str, int]:
 
 
 @bp.post("/preferences/<token>/export")
-def export(token: str) -> Response | tuple[str, int]:
+@_preferences_link
+def export(token: str, subscriber: Subscriber) -> Response | tuple[str, int]:
     """Everything we keep about the subscriber, as a JSON download."""
-    try:
-        subscriber, _claims = subscriber_for(Purpose.PREFERENCES, token)
-        use_locale(subscriber.locale)
-    except InvalidToken as error:
-        return _preferences_link_problem(error)
     if not ButtonForm().validate():
         return invalid_link()
     body = json.dumps(export_data(subscriber), indent=2, ensure_ascii=False)
@@ -475,13 +476,9 @@ def export(token: str) -> Response | tuple[str, int]:
 
 
 @bp.post("/preferences/<token>/erase")
-def erase_me(token: str) -> tuple[str, int]:
+@_preferences_link
+def erase_me(token: str, subscriber: Subscriber) -> tuple[str, int]:
     """Delete the subscriber's data for good, keeping only a hash so no import re-adds them."""
-    try:
-        subscriber, _claims = subscriber_for(Purpose.PREFERENCES, token)
-        use_locale(subscriber.locale)
-    except InvalidToken as error:
-        return _preferences_link_problem(error)
     form = EraseForm()
     if not form.validate():
         return _preferences(token, subscriber, 400, erase_form=form)
