@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from flask import Flask
 from sqlalchemy import func, select
 
@@ -108,6 +110,8 @@ BAD_VALUES = {
     "MAILER_DKIM_SELECTOR": "mail2026",
     "MAILER_DKIM_DOMAIN": "example.org",
     "MAILER_DKIM_KEY_FILE": "/nonexistent/dkim.pem",
+    "MAILER_DKIM_ED25519_SELECTOR": "ed2026",
+    "MAILER_DKIM_ED25519_KEY_FILE": "/nonexistent/ed25519.pem",
     "MAILER_INSTANCE_PATH": "/proc/mailer-instance",
 }
 # Settings with no value that could be wrong, and why.
@@ -119,7 +123,7 @@ NO_BAD_VALUE = {
 
 def test_every_setting_has_a_bad_value_to_try() -> None:
     source = Path(mailer.config.__file__).read_text() + Path(mailer.__file__).read_text()
-    settings = set(re.findall(r'"(MAILER_[A-Z_]+)"', source))
+    settings = set(re.findall(r'"(MAILER_[A-Z0-9_]+)"', source))
     assert settings == set(BAD_VALUES) | set(NO_BAD_VALUE)
 
 
@@ -226,3 +230,49 @@ def test_the_worker_reports_a_refused_login_once_and_keeps_running(
     output = log.read_text()
     assert "Traceback" not in output
     assert output.count("cannot send until the setup is fixed") == 1, output
+
+
+def _dkim_pem(key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey, path: Path) -> str:
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(path)
+
+
+def test_a_key_file_that_is_no_key_is_refused(test_env: dict[str, str], tmp_path: Path) -> None:
+    public_only = tmp_path / "public.pem"
+    public_only.write_text("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
+    env = {
+        **test_env,
+        "MAILER_DKIM_SELECTOR": "mail2026",
+        "MAILER_DKIM_DOMAIN": "example.org",
+        "MAILER_DKIM_KEY_FILE": str(public_only),
+    }
+    line = assert_one_line(run_mailer("routes", env=env), "MAILER_DKIM_KEY_FILE")
+    assert "RSA or Ed25519 private key" in line
+
+
+def test_the_second_key_must_be_ed25519_beside_rsa(
+    test_env: dict[str, str], tmp_path: Path
+) -> None:
+    rsa_key = _dkim_pem(
+        rsa.generate_private_key(public_exponent=65537, key_size=2048), tmp_path / "r"
+    )
+    ed_key = _dkim_pem(ed25519.Ed25519PrivateKey.generate(), tmp_path / "e")
+    base = {
+        **test_env,
+        "MAILER_DKIM_SELECTOR": "mail2026",
+        "MAILER_DKIM_DOMAIN": "example.org",
+        "MAILER_DKIM_ED25519_SELECTOR": "ed2026",
+    }
+    two_rsa = {**base, "MAILER_DKIM_KEY_FILE": rsa_key, "MAILER_DKIM_ED25519_KEY_FILE": rsa_key}
+    line = assert_one_line(run_mailer("routes", env=two_rsa), "MAILER_DKIM_ED25519_KEY_FILE")
+    assert "Ed25519" in line
+    two_ed = {**base, "MAILER_DKIM_KEY_FILE": ed_key, "MAILER_DKIM_ED25519_KEY_FILE": ed_key}
+    assert_one_line(run_mailer("routes", env=two_ed), "MAILER_DKIM_ED25519_SELECTOR")
+    fine = {**base, "MAILER_DKIM_KEY_FILE": rsa_key, "MAILER_DKIM_ED25519_KEY_FILE": ed_key}
+    assert run_mailer("routes", env=fine).returncode == 0
