@@ -11,12 +11,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from . import dkim, limit, million, naive, ours, peer, web
+from . import dkim, limit, million, naive, ours, peer, rtt, web
 from .common import BENCH_DIR, Row, Sink, ensure_packages, machine, pg_available, sink
 
 RESULTS = BENCH_DIR / "results"
 SECTIONS = [
-    "limit", "ours", "naive", "peer", "memory", "million", "web", "dkim", "processes"
+    "limit", "ours", "naive", "peer", "memory", "million", "web", "dkim", "processes", "rtt"
 ]  # fmt: skip
 
 
@@ -36,13 +36,19 @@ class Plan:
     web_seconds: int
     dkim_count: int
     processes_count: int
+    rtt_ms: list[int]
+    rtt_ours_count: int
+    rtt_naive_count: int
 
 
 # Sized so each throughput figure is some seconds of steady sending; the whole run is ~5 minutes.
 FULL = Plan(
-    40_000, [1, 4], 20_000, 3_000, 3_000, [10_000, 100_000], 240, 1_000_000, 15, 20, 10_000, 20_000
-)
-QUICK = Plan(2_000, [1, 4], 500, 100, 100, [1_000, 10_000], 60, 50_000, 3, 3, 1_000, 2_000)
+    40_000, [1, 4], 20_000, 3_000, 3_000, [10_000, 100_000], 240, 1_000_000, 15, 20, 10_000, 20_000,
+    [20, 80], 2_000, 100,
+)  # fmt: skip
+QUICK = Plan(
+    2_000, [1, 4], 500, 100, 100, [1_000, 10_000], 60, 50_000, 3, 3, 1_000, 2_000, [20, 80], 300, 20
+)  # fmt: skip
 TIMEOUT = 600.0
 
 
@@ -70,6 +76,15 @@ def ratios(rows: list[Row]) -> list[Row]:
     add("DKIM RSA-signed full path / limit, 1 connection", "dkim:rsa", "limit:1", "target ≥ 0.5")
     add("signing cost, dkimpy / ours (RSA)", "dkim-cost:dkimpy", "dkim-cost:rsa", "higher: faster")
     add("2 worker processes / 1 (2 connections)", "processes:2", "processes:1", "target ≥ 1.6")
+    for ms in sorted({int(k[3:].split(":")[0]) for k in by_key if k.startswith("rtt")}):
+        for n in (1, 4):
+            for who, label in (("naive", "naive"), ("peer", "django-newsletter")):
+                add(
+                    f"ours ({n} conn.) / {label} at {ms} ms RTT, STARTTLS",
+                    f"rtt{ms}:ours:{n}",
+                    f"rtt{ms}:{who}",
+                    "target ≥ 10" if ms == 20 else "",
+                )
     add("GET / / bare route", "web:index", "web:bare", "target ≥ 0.5")
     add("POST /subscribe / bare route", "web:subscribe", "web:bare", "target ≥ 0.25")
     return out
@@ -162,6 +177,17 @@ def measure(plan: Plan, only: list[str], rows: list[Row], log: list[str], snk: S
             rows,
             log,
             lambda: dkim.run(snk, plan.dkim_count, TIMEOUT) if has_pg else no_pg,
+        )
+    if "rtt" in only:
+        guarded(
+            "rtt",
+            rows,
+            log,
+            lambda: (
+                rtt.run(plan.rtt_ms, plan.rtt_ours_count, plan.rtt_naive_count, 4, TIMEOUT, log)
+                if has_pg
+                else no_pg
+            ),
         )
     if "processes" in only:
         guarded(
