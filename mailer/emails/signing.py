@@ -28,8 +28,8 @@ DKIM_HEADERS = (
     "List-Unsubscribe-Post",
 )
 _SIGNED = {name.lower().encode(): name.encode() for name in DKIM_HEADERS}
-_TRAILING_SPACE = re.compile(rb"[ \t]+\r\n")
-_SPACE_RUN = re.compile(rb"[ \t]+")
+# Runs of space and tab other than a lone space (replacing every lone space too costs ~4x).
+_SPACE_RUN = re.compile(rb"(?: [ \t]|\t)[ \t]*")
 _FIELD_END = re.compile(rb"\r\n(?![ \t])")
 # A value put into pre-hashed body pieces must not change how the text around it canonicalises.
 _PLAIN_VALUE = re.compile(r"^[^\s]+$")
@@ -75,8 +75,7 @@ class BodyHasher:
 
     def __init__(self, chunks: Sequence[bytes | str]) -> None:
         pieces: list[bytes | str] = [
-            _SPACE_RUN.sub(b" ", _TRAILING_SPACE.sub(b"\r\n", c)) if isinstance(c, bytes) else c
-            for c in chunks
+            _relaxed_lines(c) if isinstance(c, bytes) else c for c in chunks
         ]
         last = pieces[-1] if pieces else b""
         # The end rule (no trailing empty lines) must fall inside the last fixed piece.
@@ -144,8 +143,13 @@ def _relaxed_field(field: bytes) -> bytes:
 
 def _relaxed_body(body: bytes) -> bytes:
     """RFC 6376 3.4.4: no trailing space on lines, runs of space as one, no trailing empty lines."""
-    body = _SPACE_RUN.sub(b" ", _TRAILING_SPACE.sub(b"\r\n", body)).rstrip(b"\r\n")
+    body = _relaxed_lines(body).rstrip(b"\r\n")
     return body + b"\r\n" if body else b""
+
+
+def _relaxed_lines(text: bytes) -> bytes:
+    """Runs of space as one, then none before a line break (so only a single space is left)."""
+    return _SPACE_RUN.sub(b" ", text).replace(b" \r\n", b"\r\n")
 
 
 @functools.cache
