@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+from pathlib import Path
 
 from flask import Flask
 from sqlalchemy import select
@@ -79,3 +80,18 @@ def test_a_killed_child_is_replaced(app: Flask, workers: Workers) -> None:
     supervisor.send_signal(signal.SIGTERM)
     assert supervisor.wait(timeout=60) == 0
     assert not any(_alive(pid) for pid in again.values())
+
+
+def test_children_that_keep_failing_at_start_end_the_supervisor(
+    app: Flask, workers: Workers, tmp_path: Path
+) -> None:
+    # Only the children run as `python -c …`: make exactly those exit at once.
+    (tmp_path / "sitecustomize.py").write_text(
+        "import os, sys\nif sys.argv[:1] == ['-c']:\n    os._exit(3)\n"
+    )
+    path = os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH", "")) if p)
+    supervisor = workers.start("worker", "--processes", "2", PYTHONPATH=path)
+    assert supervisor.wait(timeout=60) == 1
+    log = workers.log(supervisor)
+    assert log.count("failed 3 times at start") == 1, log
+    assert "Traceback" not in log
