@@ -127,15 +127,13 @@ def finish(app: Flask, now: datetime) -> None:
 class SetupAlarm:
     """Logs a setup mistake (e.g. a refused login) once when it starts, not on every tick."""
 
-    def __init__(self, quiet: bool = False) -> None:
+    def __init__(self) -> None:
         self.problem = ""
-        # Of `--processes N` workers only the first says so: the others would repeat its line.
-        self.level = logging.DEBUG if quiet else logging.ERROR
 
     def raised(self, problem: str) -> None:
         """The mail server refuses us; say so if this is news."""
         if problem != self.problem:
-            log.log(self.level, "cannot send until the setup is fixed: %s", problem)
+            log.error("cannot send until the setup is fixed: %s", problem)
         self.problem = problem
 
     def sent(self) -> None:
@@ -229,7 +227,7 @@ def build_scheduler(app: Flask, worker: str, only_sending: bool = False) -> Bloc
     scheduler.add_job(
         tick,
         "interval",
-        args=(app, worker, SetupAlarm(quiet=only_sending)),
+        args=(app, worker, SetupAlarm()),
         seconds=TICK_SECONDS,
         id="tick",
         max_instances=1,

@@ -213,7 +213,7 @@ def test_the_worker_reports_a_refused_login_once_and_keeps_running(
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
     with log.open("wb") as out:
         worker = subprocess.Popen(
-            [MAILER, "worker"],
+            [MAILER, "worker", "--processes", "1"],
             env={**clean, **test_env, "MAILER_MAIL_URL": url},
             stdout=out,
             stderr=subprocess.STDOUT,
