@@ -69,11 +69,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_port(port: int, timeout: float = 10.0) -> None:
-    """Wait until something accepts connections on 127.0.0.1:port."""
+def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
+    """Wait until something accepts connections on host:port."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+        with contextlib.suppress(OSError), socket.create_connection((host, port), 0.2):
             return
         time.sleep(0.05)
     raise RuntimeError(f"nothing listening on port {port} after {timeout} s")
@@ -121,16 +121,19 @@ def self_peak_rss_kib() -> int:
 
 @dataclass
 class Sink:
-    """An accept-and-discard SMTP server on loopback."""
+    """An accept-and-discard SMTP server: on loopback, or distant and behind STARTTLS (rtt.py)."""
 
     port: int
     kind: str  # "postfix smtp-sink" or "fallback"
     proc: subprocess.Popen[bytes] | None = None
+    host: str = "127.0.0.1"
+    cafile: str = ""  # set: the sink speaks STARTTLS with a certificate this CA signed
 
     @property
     def url(self) -> str:
         """The MAILER_MAIL_URL of the sink."""
-        return f"smtp://127.0.0.1:{self.port}"
+        tls = f"?starttls=true&cafile={self.cafile}" if self.cafile else ""
+        return f"smtp://{self.host}:{self.port}{tls}"
 
 
 def ensure_packages(binaries: dict[str, str], log: list[str]) -> None:

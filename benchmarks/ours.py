@@ -197,6 +197,7 @@ def send_digest(
     *,
     processes: int = 1,
     null: bool = False,
+    extra_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Start a scheduled digest to `count` subscribers and send it on `connections`; timings.
 
@@ -213,7 +214,7 @@ def send_digest(
         product_app(url, sink_url, Path(tmp)) as _app,
     ):
         digest_id = seed(count)
-        env = app_env(url, sink_url, Path(tmp))
+        env = {**app_env(url, sink_url, Path(tmp)), **(extra_env or {})}
         procs = []
         for index, n in enumerate(split(connections, processes)):
             worker_env = {**env, "MAILER_SMTP_CONNECTIONS": str(n)}

@@ -34,8 +34,9 @@ DATABASES = {{"default": {{"ENGINE": "django.db.backends.sqlite3", "NAME": {db!r
 TEMPLATES = [{{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}}]
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-EMAIL_HOST = "127.0.0.1"
+EMAIL_HOST = {host!r}
 EMAIL_PORT = {port}
+EMAIL_USE_TLS = {tls}
 DEFAULT_FROM_EMAIL = "newsletter@bench.example"
 NEWSLETTER_THUMBNAIL = "sorl-thumbnail"
 NEWSLETTER_CONFIRM_EMAIL = False
@@ -112,12 +113,12 @@ def ensure_venv(log: list[str]) -> Path | None:
     return python
 
 
-def run(sink: Sink, count: int, timeout: float, log: list[str]) -> list[Row]:
+def run(sink: Sink, count: int, timeout: float, log: list[str], section: str = "peer") -> list[Row]:
     """Messages per second of django-newsletter sending the digest to `count` subscribers."""
     name = "peer: django-newsletter, delays off, Django SMTP backend"
     python = ensure_venv(log)
     if python is None:
-        return [Row("peer", name, None, "msg/s", "not available: django-newsletter not installed")]
+        return [Row(section, name, None, "msg/s", "not available: django-newsletter not installed")]
     version = subprocess.run(
         [
             str(python),
@@ -130,14 +131,18 @@ def run(sink: Sink, count: int, timeout: float, log: list[str]) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="mailer-peer-") as tmp:
         project = Path(tmp)
         db = project / "peer.sqlite3"
-        (project / "bench_settings.py").write_text(SETTINGS.format(db=str(db), port=sink.port))
+        (project / "bench_settings.py").write_text(
+            SETTINGS.format(db=str(db), host=sink.host, port=sink.port, tls=bool(sink.cafile))
+        )
         (project / "bench_urls.py").write_text(URLS)
         (project / "bench_send.py").write_text(textwrap.dedent(SCRIPT))
         result = subprocess.run(
             [str(python), "bench_send.py", str(count), json.dumps(digest_context())],
             cwd=project,
             env={"DJANGO_SETTINGS_MODULE": "bench_settings", "PYTHONPATH": str(project),
-                 "PATH": "/usr/bin:/bin"},
+                 "PATH": "/usr/bin:/bin",
+                 # Django's STARTTLS trusts the default CA store, which this points at.
+                 **({"SSL_CERT_FILE": sink.cafile} if sink.cafile else {})},
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -149,13 +154,13 @@ def run(sink: Sink, count: int, timeout: float, log: list[str]) -> list[Row]:
         raise RuntimeError("django-newsletter did not mark its submission sent")
     return [
         Row(
-            "peer",
+            section,
             name,
             count / report["seconds"],
             "msg/s",
             f"django-newsletter {version}; {count} messages of {report['bytes'] // 1024} KiB,"
             " a new connection per message (its design)",
             {**report, "count": count, "version": version},
-            key="peer",
+            key=section,
         )
     ]

@@ -11,11 +11,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from . import limit, million, naive, ours, peer, web
+from . import dkim, limit, million, naive, ours, peer, rtt, web
 from .common import BENCH_DIR, Row, Sink, ensure_packages, machine, pg_available, sink
 
 RESULTS = BENCH_DIR / "results"
-SECTIONS = ["limit", "ours", "naive", "peer", "memory", "million", "web"]
+SECTIONS = [
+    "limit", "ours", "naive", "peer", "memory", "million", "web", "dkim", "processes", "rtt"
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -32,11 +34,21 @@ class Plan:
     million_count: int
     claim_seconds: float
     web_seconds: int
+    dkim_count: int
+    processes_count: int
+    rtt_ms: list[int]
+    rtt_ours_count: int
+    rtt_naive_count: int
 
 
 # Sized so each throughput figure is some seconds of steady sending; the whole run is ~5 minutes.
-FULL = Plan(40_000, [1, 4], 20_000, 3_000, 3_000, [10_000, 100_000], 240, 1_000_000, 15, 20)
-QUICK = Plan(2_000, [1, 4], 500, 100, 100, [1_000, 10_000], 60, 50_000, 3, 3)
+FULL = Plan(
+    40_000, [1, 4], 20_000, 3_000, 3_000, [10_000, 100_000], 240, 1_000_000, 15, 20, 10_000, 20_000,
+    [20, 80], 2_000, 100,
+)  # fmt: skip
+QUICK = Plan(
+    2_000, [1, 4], 500, 100, 100, [1_000, 10_000], 60, 50_000, 3, 3, 1_000, 2_000, [20], 400, 20
+)  # fmt: skip
 TIMEOUT = 600.0
 
 
@@ -59,6 +71,20 @@ def ratios(rows: list[Row]) -> list[Row]:
     memory = sorted((int(k.split(":")[1]), k) for k in by_key if k.startswith("memory:"))
     if len(memory) == 2:
         add("peak RSS, larger list / smaller list", memory[1][1], memory[0][1], "target ≤ 1.2")
+    add("DKIM RSA-signed / unsigned full path", "dkim:rsa", "dkim:unsigned", "target ≥ 0.85")
+    add("DKIM Ed25519-signed / unsigned full path", "dkim:ed25519", "dkim:unsigned", "≥ 0.85")
+    add("DKIM RSA-signed full path / limit, 1 connection", "dkim:rsa", "limit:1", "target ≥ 0.5")
+    add("signing cost, dkimpy / ours (RSA)", "dkim-cost:dkimpy", "dkim-cost:rsa", "higher: faster")
+    add("2 worker processes / 1 (2 connections)", "processes:2", "processes:1", "target ≥ 1.6")
+    for ms in sorted({int(k[3:].split(":")[0]) for k in by_key if k.startswith("rtt")}):
+        for n in (1, 4):
+            for who, label in (("naive", "naive"), ("peer", "django-newsletter")):
+                add(
+                    f"ours ({n} conn.) / {label} at {ms} ms RTT, STARTTLS",
+                    f"rtt{ms}:ours:{n}",
+                    f"rtt{ms}:{who}",
+                    "target ≥ 10" if ms == 20 else "",
+                )
     add("GET / / bare route", "web:index", "web:bare", "target ≥ 0.5")
     add("POST /subscribe / bare route", "web:subscribe", "web:bare", "target ≥ 0.25")
     return out
@@ -145,6 +171,50 @@ def measure(plan: Plan, only: list[str], rows: list[Row], log: list[str], snk: S
         )
     if "web" in only:
         guarded("web", rows, log, lambda: web.run(plan.web_seconds))
+    if "dkim" in only:
+        guarded(
+            "dkim",
+            rows,
+            log,
+            lambda: dkim.run(snk, plan.dkim_count, TIMEOUT) if has_pg else no_pg,
+        )
+    if "rtt" in only:
+        guarded(
+            "rtt",
+            rows,
+            log,
+            lambda: (
+                rtt.run(plan.rtt_ms, plan.rtt_ours_count, plan.rtt_naive_count, 4, TIMEOUT, log)
+                if has_pg
+                else no_pg
+            ),
+        )
+    if "processes" in only:
+        guarded(
+            "processes",
+            rows,
+            log,
+            lambda: processes(snk, plan.processes_count) if has_pg else no_pg,
+        )
+
+
+def processes(snk: Sink, count: int) -> list[Row]:
+    """The full path on 2 connections: one worker process, then two independent claimers."""
+    rows = []
+    for n in (1, 2):
+        r = ours.send_digest(snk.url, count, 2, TIMEOUT, processes=n)
+        rows.append(
+            Row(
+                "processes",
+                f"{n} worker process{'es' if n > 1 else ''}, 2 connections in all",
+                count / r["seconds"],
+                "msg/s",
+                f"{count} messages on PostgreSQL; each process claims from the same journal",
+                r,
+                key=f"processes:{n}",
+            )
+        )
+    return rows
 
 
 def memory(plan: Plan, rows: list[Row], snk: Sink) -> list[Row]:

@@ -15,6 +15,9 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from apscheduler.triggers.cron import CronTrigger
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from flask import current_app
 from limits import parse_many
 from sqlalchemy.engine import make_url
@@ -122,17 +125,41 @@ def _address_free_header(value: str) -> None:
 
 
 def _dkim(env: Mapping[str, str]) -> None:
-    """All three DKIM settings or none, and a key file that can be read."""
+    """All three DKIM settings or none, keys that parse, a second Ed25519 key only beside RSA."""
     names = ("MAILER_DKIM_SELECTOR", "MAILER_DKIM_DOMAIN", "MAILER_DKIM_KEY_FILE")
     given = [n for n in names if env.get(n)]
     if given and len(given) < len(names):
         missing = ", ".join(n for n in names if n not in given)
         raise ConfigError(f"{given[0]} is set but {missing} is not: set all three, or none")
-    key_file = env.get("MAILER_DKIM_KEY_FILE")
-    if key_file and not os.access(key_file, os.R_OK):
+    key_type = _dkim_key("MAILER_DKIM_KEY_FILE", env.get("MAILER_DKIM_KEY_FILE", ""))
+    second = ("MAILER_DKIM_ED25519_SELECTOR", "MAILER_DKIM_ED25519_KEY_FILE")
+    given = [n for n in second if env.get(n)]
+    if not given:
+        return
+    if len(given) < len(second) or key_type != "rsa":
         raise ConfigError(
-            f"MAILER_DKIM_KEY_FILE: cannot read {key_file}; give the path of the PEM private key"
+            f"{given[0]}: a second, Ed25519 signature needs MAILER_DKIM_ED25519_SELECTOR, "
+            "MAILER_DKIM_ED25519_KEY_FILE and an RSA key in MAILER_DKIM_KEY_FILE"
         )
+    if _dkim_key(second[1], env[second[1]]) != "ed25519":
+        raise ConfigError(f"{second[1]}: give an Ed25519 PEM private key")
+
+
+def _dkim_key(name: str, key_file: str) -> str:
+    """'rsa' or 'ed25519' for a readable, unencrypted PEM private key; '' when unset."""
+    if not key_file:
+        return ""
+    if not os.access(key_file, os.R_OK):
+        raise ConfigError(f"{name}: cannot read {key_file}; give the path of the PEM private key")
+    try:
+        key = serialization.load_pem_private_key(Path(key_file).read_bytes(), password=None)
+    except (OSError, ValueError, TypeError, UnsupportedAlgorithm):
+        key = None
+    if isinstance(key, rsa.RSAPrivateKey):
+        return "rsa"
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return "ed25519"
+    raise ConfigError(f"{name}: {key_file} is not an unencrypted PEM RSA or Ed25519 private key")
 
 
 SNS_TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?")
@@ -339,6 +366,8 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]
         "MAILER_DKIM_SELECTOR": env.get("MAILER_DKIM_SELECTOR", ""),
         "MAILER_DKIM_DOMAIN": env.get("MAILER_DKIM_DOMAIN", ""),
         "MAILER_DKIM_KEY_FILE": env.get("MAILER_DKIM_KEY_FILE", ""),
+        "MAILER_DKIM_ED25519_SELECTOR": env.get("MAILER_DKIM_ED25519_SELECTOR", ""),
+        "MAILER_DKIM_ED25519_KEY_FILE": env.get("MAILER_DKIM_ED25519_KEY_FILE", ""),
         "MAILER_LOAD_FILMS": env.get("MAILER_LOAD_FILMS", ""),
         # "required": owners cannot use the admin until they have set up two-factor sign-in.
         "MAILER_ADMIN_2FA": admin_two_factor,
@@ -386,7 +415,9 @@ class MailSettings:
     postal_address: str  # MAILER_POSTAL_ADDRESS, in every footer
     dkim_selector: str  # MAILER_DKIM_*: all three set, or no signing
     dkim_domain: str
-    dkim_key_file: str
+    dkim_key_file: str  # RSA or Ed25519
+    dkim_ed25519_selector: str  # MAILER_DKIM_ED25519_*: a second signature beside an RSA one
+    dkim_ed25519_key_file: str
     confirm_max_age: int  # MAILER_CONFIRM_MAX_AGE, in seconds
 
     @classmethod
@@ -402,6 +433,8 @@ class MailSettings:
             dkim_selector=config.get("MAILER_DKIM_SELECTOR") or "",
             dkim_domain=config.get("MAILER_DKIM_DOMAIN") or "",
             dkim_key_file=config.get("MAILER_DKIM_KEY_FILE") or "",
+            dkim_ed25519_selector=config.get("MAILER_DKIM_ED25519_SELECTOR") or "",
+            dkim_ed25519_key_file=config.get("MAILER_DKIM_ED25519_KEY_FILE") or "",
             confirm_max_age=int(config["MAILER_CONFIRM_MAX_AGE"]),
         )
 

@@ -28,6 +28,7 @@ from .extensions import db
 from .journal import enqueue_early_access_alerts
 from .models import utcnow
 from .sending import BatchStats, Sender, claim_batch, count_due
+from .supervisor import supervise
 
 log = logging.getLogger("mailer.scheduler")
 
@@ -221,8 +222,8 @@ class _SkipNoise(logging.Filter):
         return "maximum number of running instances" not in record.getMessage()
 
 
-def build_scheduler(app: Flask, worker: str) -> BlockingScheduler:
-    """The worker's scheduler with its jobs; it is started by the caller."""
+def build_scheduler(app: Flask, worker: str, only_sending: bool = False) -> BlockingScheduler:
+    """The worker's jobs (only the sending tick if told so); the caller starts it."""
     scheduler = BlockingScheduler(timezone=UTC)
     scheduler.add_job(
         tick,
@@ -234,6 +235,8 @@ def build_scheduler(app: Flask, worker: str) -> BlockingScheduler:
         coalesce=True,
         next_run_time=datetime.now(UTC),
     )
+    if only_sending:
+        return scheduler
     expression = app.config["MAILER_DIGEST_SCHEDULE"].strip()
     if expression:
         trigger = recurring_trigger(expression, app.config["MAILER_TIMEZONE"])
@@ -269,15 +272,33 @@ def _stop(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
+def default_processes(app: Flask) -> int:
+    """Every core on PostgreSQL; one on SQLite, whose writers take turns anyway."""
+    if db.engine.dialect.name == "sqlite":
+        return 1
+    return os.cpu_count() or 1
+
+
 @click.command("worker")
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes to run, each claiming from the same journal "
+    "[default: the number of cores on PostgreSQL, 1 on SQLite].",
+)
+@click.option("--only-sending", is_flag=True, hidden=True)
 @with_appcontext
-def worker_command() -> None:
+def worker_command(processes: int | None, only_sending: bool) -> None:
     """Run the sending worker until stopped (any number may run, on any machines)."""
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    count = processes or default_processes(app)
+    if count > 1:
+        raise SystemExit(supervise(count))
     worker = worker_name()
     logging.getLogger("apscheduler.scheduler").addFilter(_SkipNoise())
     logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
-    scheduler = build_scheduler(app, worker)
+    scheduler = build_scheduler(app, worker, only_sending)
     signal.signal(signal.SIGTERM, _stop)
     log.info("worker %s started", worker)
     try:

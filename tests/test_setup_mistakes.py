@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from flask import Flask
 from sqlalchemy import func, select
 
@@ -119,6 +121,8 @@ BAD_VALUES = {
     "MAILER_WEBHOOK_MAILGUN_KEY": "short",
     "MAILER_WEBHOOK_POSTMARK_AUTH": "postmark-without-a-password",
     "MAILER_WEBHOOK_SENDGRID_KEY": "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE",
+    "MAILER_DKIM_ED25519_SELECTOR": "ed2026",
+    "MAILER_DKIM_ED25519_KEY_FILE": "/nonexistent/ed25519.pem",
     "MAILER_INSTANCE_PATH": "/proc/mailer-instance",
     "MAILER_ADMIN_2FA": "sometimes",
 }
@@ -221,7 +225,7 @@ def test_the_worker_reports_a_refused_login_once_and_keeps_running(
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
     with log.open("wb") as out:
         worker = subprocess.Popen(
-            [MAILER, "worker"],
+            [MAILER, "worker", "--processes", "1"],
             env={**clean, **test_env, "MAILER_MAIL_URL": url},
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -238,3 +242,49 @@ def test_the_worker_reports_a_refused_login_once_and_keeps_running(
     output = log.read_text()
     assert "Traceback" not in output
     assert output.count("cannot send until the setup is fixed") == 1, output
+
+
+def _dkim_pem(key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey, path: Path) -> str:
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(path)
+
+
+def test_a_key_file_that_is_no_key_is_refused(test_env: dict[str, str], tmp_path: Path) -> None:
+    public_only = tmp_path / "public.pem"
+    public_only.write_text("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
+    env = {
+        **test_env,
+        "MAILER_DKIM_SELECTOR": "mail2026",
+        "MAILER_DKIM_DOMAIN": "example.org",
+        "MAILER_DKIM_KEY_FILE": str(public_only),
+    }
+    line = assert_one_line(run_mailer("routes", env=env), "MAILER_DKIM_KEY_FILE")
+    assert "RSA or Ed25519 private key" in line
+
+
+def test_the_second_key_must_be_ed25519_beside_rsa(
+    test_env: dict[str, str], tmp_path: Path
+) -> None:
+    rsa_key = _dkim_pem(
+        rsa.generate_private_key(public_exponent=65537, key_size=2048), tmp_path / "r"
+    )
+    ed_key = _dkim_pem(ed25519.Ed25519PrivateKey.generate(), tmp_path / "e")
+    base = {
+        **test_env,
+        "MAILER_DKIM_SELECTOR": "mail2026",
+        "MAILER_DKIM_DOMAIN": "example.org",
+        "MAILER_DKIM_ED25519_SELECTOR": "ed2026",
+    }
+    two_rsa = {**base, "MAILER_DKIM_KEY_FILE": rsa_key, "MAILER_DKIM_ED25519_KEY_FILE": rsa_key}
+    line = assert_one_line(run_mailer("routes", env=two_rsa), "MAILER_DKIM_ED25519_KEY_FILE")
+    assert "Ed25519" in line
+    two_ed = {**base, "MAILER_DKIM_KEY_FILE": ed_key, "MAILER_DKIM_ED25519_KEY_FILE": ed_key}
+    assert_one_line(run_mailer("routes", env=two_ed), "MAILER_DKIM_ED25519_SELECTOR")
+    fine = {**base, "MAILER_DKIM_KEY_FILE": rsa_key, "MAILER_DKIM_ED25519_KEY_FILE": ed_key}
+    assert run_mailer("routes", env=fine).returncode == 0

@@ -257,7 +257,7 @@ def test_deliver_sends_everything_due_and_exits(
 def test_send_rate_caps_all_workers_together(
     app: Flask, workers: Workers, smtp_server: ScriptedSMTPServer
 ) -> None:
-    procs = [workers.start("worker", MAILER_SEND_RATE="25") for _ in range(2)]
+    procs = [workers.start("worker", "--processes", "1", MAILER_SEND_RATE="25") for _ in range(2)]
     # Both are up before there is anything to send, so both take a share.
     wait_until(lambda: all("Scheduler started" in workers.log(p) for p in procs), 60, "workers")
     with app.app_context():

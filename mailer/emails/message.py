@@ -68,6 +68,13 @@ def _cte(body: str) -> str:
     return "7bit" if body.isascii() else "8bit"
 
 
-def finish(data: bytes, to: str, message_id: str, settings: MailSettings) -> Message:
-    """Sign if configured and wrap as a Message for the backend."""
-    return Message(envelope_sender(settings), (to,), sign(data, settings), message_id)
+def finish(
+    data: bytes,
+    to: str,
+    message_id: str,
+    settings: MailSettings,
+    body_hash: bytes | None = None,
+) -> Message:
+    """Sign if configured (with the body hash if already known) and wrap for the backend."""
+    signed = sign(data, settings, body_hash)
+    return Message(envelope_sender(settings), (to,), signed, message_id)

@@ -17,6 +17,7 @@ from ..tokens import Purpose
 from .deliveries import Journaled, Recipient, message_id_of
 from .links import Links, PersonalLinks
 from .message import Content, build_email, finish
+from .signing import BodyHasher, signing_enabled
 
 if TYPE_CHECKING:  # the cache keeps pre-rendered digests; this module only reads it
     from .cache import RenderCache
@@ -40,6 +41,18 @@ class Prerendered:
     def slots(self) -> frozenset[str]:
         """The personal parts this message has."""
         return frozenset(c for c in self.chunks if isinstance(c, str))
+
+    @functools.cached_property
+    def body_hasher(self) -> BodyHasher | None:
+        """The DKIM body hash with the fixed parts done once (None: hash each message whole)."""
+        for index, chunk in enumerate(self.chunks):
+            if isinstance(chunk, bytes) and b"\r\n\r\n" in chunk:
+                first = chunk.partition(b"\r\n\r\n")[2]
+                try:
+                    return BodyHasher((first, *self.chunks[index + 1 :]))
+                except ValueError:
+                    return None
+        return None
 
 
 @dataclass(frozen=True)
@@ -125,7 +138,9 @@ def personalised(
         chunk if isinstance(chunk, bytes) else values[chunk].encode("ascii")
         for chunk in prerendered.chunks
     )
-    return finish(data, to, message_id, settings)
+    hasher = prerendered.body_hasher if signing_enabled(settings) else None
+    body_hash = hasher.body_hash(values) if hasher else None
+    return finish(data, to, message_id, settings, body_hash)
 
 
 def _slowly(content: Content, to: str, message_id: str, date: str, cache: RenderCache) -> Message:
