@@ -64,6 +64,7 @@ from .subscribers import (
 from .tokens import (
     EXAMPLE_TOKEN,
     ExpiredToken,
+    ImpossibleId,
     InvalidToken,
     Purpose,
     make_token,
@@ -370,6 +371,8 @@ def _preferences_link_problem(error: InvalidToken) -> tuple[str, int]:
             message=_("Every e-mail we send has a fresh link to your preferences."),
         )
         return page, 410
+    if isinstance(error, ImpossibleId):
+        return invalid_link()[0], 404  # no subscriber can ever have this link's id
     return invalid_link()
 
 

@@ -41,6 +41,10 @@ class InvalidToken(Exception):
     """The link was tampered with, made for another purpose, or no longer applies."""
 
 
+class ImpossibleId(InvalidToken):
+    """A genuinely signed link whose payload names an id no row can ever have: nobody's link."""
+
+
 class ExpiredToken(InvalidToken):
     """The link was genuine but is too old; ``claims`` says whose it was."""
 
@@ -130,11 +134,11 @@ def _claims(payload: object) -> TokenClaims:
     if (
         not isinstance(payload, list)
         or len(payload) not in (2, 3)
-        or not _is_row_id(payload[0])
         or not isinstance(payload[1], str)
-        or (len(payload) == 3 and not _is_row_id(payload[2]))
     ):
         raise InvalidToken("malformed payload")
+    if not _is_row_id(payload[0]) or (len(payload) == 3 and not _is_row_id(payload[2])):
+        raise ImpossibleId("the payload names an id no row can have")
     return TokenClaims(payload[0], payload[1], payload[2] if len(payload) == 3 else None)
 
 
