@@ -77,11 +77,13 @@ def _tls_front(cert: trustme.LeafCert, backend_port: int) -> Iterator[int]:
         writers.extend([writer, back_writer])
         await asyncio.gather(relay(reader, back_writer), relay(back_reader, writer))
 
-    server = loop.run_until_complete(
-        asyncio.start_server(accept, "127.0.0.1", port, ssl=server_context)
-    )
+    # The loop runs in a thread of its own from the start: the main thread may already run one
+    # (the browser tests' Playwright does), and a second would refuse to start there.
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
+    server = asyncio.run_coroutine_threadsafe(
+        asyncio.start_server(accept, "127.0.0.1", port, ssl=server_context), loop
+    ).result(10)
     try:
         yield port
     finally:
