@@ -18,12 +18,20 @@ from mailer.extensions import db
 from mailer.models import Admin, AdminRecoveryCode
 from tests.conftest import ADMIN_EMAIL, csrf_token_from, make_admin, sign_in
 
+# The instant the server's clock stops at; the clock fixture sets it for each test.
 NOW = datetime(2026, 12, 10, 9, 0, 10, tzinfo=UTC)
 
 
 @pytest.fixture
 def clock() -> Iterator[time_machine.Coordinates]:
-    """The server's clock, stopped at NOW: codes are computed for the same instant."""
+    """The server's clock, stopped at NOW: codes are computed for the same instant.
+
+    NOW is 10 seconds into a TOTP window a little ahead of the clock as it stands (moved or
+    not): a session signed in a moment ago must not look signed in the future.
+    """
+    global NOW
+    ahead = datetime.now(UTC) + timedelta(seconds=30)
+    NOW = ahead.replace(second=10 if ahead.second < 30 else 40, microsecond=0)
     with time_machine.travel(NOW, tick=False) as traveller:
         yield traveller
 
@@ -37,8 +45,9 @@ def stored_secret(app: Flask) -> str | None:
         return db.session.scalar(select(Admin.totp_secret))
 
 
-def set_up(client: FlaskClient, when: datetime = NOW) -> tuple[str, list[str]]:
+def set_up(client: FlaskClient, when: datetime | None = None) -> tuple[str, list[str]]:
     """Turn two-factor sign-in on from the account pages; return the secret and recovery codes."""
+    when = when or NOW
     page = client.get("/admin/account/two-factor").get_data(as_text=True)
     secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', page).group(1)
     uri = re.search(r'id="totp-uri">([^<]+)<', page).group(1)
