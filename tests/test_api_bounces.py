@@ -8,6 +8,7 @@ from flask.testing import FlaskClient
 from mailer.api_tokens import create_api_token
 from mailer.bounces import BounceKind, record_bounce
 from mailer.extensions import db
+from mailer.models import utcnow
 from tests.factories import assert_error
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -38,3 +39,15 @@ def test_bounces_are_listed_newest_first_a_page_at_a_time(app: Flask, client: Fl
     assert client.get("/api/v1/bounces").status_code == 401
     spec = client.get("/api/v1/openapi.json").get_json()
     assert "/api/v1/bounces" in spec["paths"]
+
+
+def test_a_digest_id_beyond_the_database_range_is_a_422(client: FlaskClient, app: Flask) -> None:
+    """Found by Schemathesis on PostgreSQL: the id reached the query and was a 500."""
+    with app.app_context():
+        _, token = create_api_token("cms", utcnow())
+        db.session.commit()
+    answer = client.get(
+        "/api/v1/bounces?digest_id=5580074866", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert answer.status_code == 422, answer.get_data(as_text=True)
+    assert "digest_id" in answer.get_json()["errors"]

@@ -7,6 +7,7 @@ from sqlalchemy import select
 from webargs.flaskparser import abort
 
 from ..models import Bounce, BounceKind
+from ..routing import MAX_ID
 from .base import make_blueprint
 from .pagination import InvalidCursor, Page, PageArgs, page_schema, paginate
 
@@ -36,7 +37,9 @@ class BounceListArgs(PageArgs):
     kind = ma.fields.String(
         load_default=None, validate=ma.validate.OneOf([k.value for k in BounceKind])
     )
-    digest_id = ma.fields.Integer(load_default=None, validate=ma.validate.Range(min=1))
+    digest_id = ma.fields.Integer(
+        load_default=None, validate=ma.validate.Range(min=1, max=MAX_ID)
+    )  # a larger id can match no row, and PostgreSQL refuses to compare with it
 
 
 BouncePageSchema = page_schema(BounceSchema, "BouncePage")
