@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -14,7 +15,7 @@ import time_machine
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from flask_migrate import upgrade
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 from mailer import create_app
 from mailer.extensions import db
@@ -226,3 +227,22 @@ def world(app: Flask) -> Iterator[World]:
     """The e-mail World (see tests/factories.py), inside an app context."""
     with app.app_context():
         yield add_world()
+
+
+@pytest.fixture
+def empty_database_url(migrated: str, tmp_path: Path) -> Iterator[str]:
+    """A database with nothing in it, of the same kind as the suite's."""
+    url = make_url(migrated)
+    if url.get_backend_name() != "postgresql":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    name = f"mailer_empty_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -6,37 +6,16 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import create_engine, text
 
 from mailer import create_app
 from mailer.api_tokens import hash_token
 from mailer.extensions import db
 
 BEFORE = "a036c7134b69"
-
-
-@pytest.fixture
-def empty_url(migrated: str, tmp_path: Path) -> Iterator[str]:
-    """An empty database of the suite's kind."""
-    url = make_url(migrated)
-    if url.get_backend_name() != "postgresql":
-        yield f"sqlite:///{tmp_path / 'empty.db'}"
-        return
-    name = f"mailer_roles_{uuid.uuid4().hex[:12]}"
-    server = create_engine(url, isolation_level="AUTOCOMMIT")
-    with server.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with server.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        server.dispose()
 
 
 def mailer_db(env: dict[str, str], *args: str) -> None:
@@ -48,11 +27,14 @@ def mailer_db(env: dict[str, str], *args: str) -> None:
 
 
 def test_existing_admins_are_owners_and_tokens_keep_working(
-    empty_url: str, test_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    empty_database_url: str,
+    test_env: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    env = {**os.environ, **test_env, "MAILER_DATABASE_URL": empty_url}
+    env = {**os.environ, **test_env, "MAILER_DATABASE_URL": empty_database_url}
     mailer_db(env, "upgrade", BEFORE)
-    engine = create_engine(empty_url)
+    engine = create_engine(empty_database_url)
     with engine.begin() as conn:
         conn.execute(
             text(
@@ -73,7 +55,7 @@ def test_existing_admins_are_owners_and_tokens_keep_working(
     with engine.connect() as conn:
         assert conn.execute(text("SELECT role FROM admins")).scalar() == "owner"
         assert conn.execute(text("SELECT scope FROM api_tokens")).scalar() == "admin"
-    monkeypatch.setenv("MAILER_DATABASE_URL", empty_url)
+    monkeypatch.setenv("MAILER_DATABASE_URL", empty_database_url)
     app = create_app({"TESTING": True})
     client = app.test_client()
     headers = {"Authorization": "Bearer mlr_old-token"}

@@ -4,38 +4,18 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from itsdangerous import URLSafeTimedSerializer
-from sqlalchemy import create_engine, inspect, make_url, text
+from sqlalchemy import create_engine, inspect, text
 
 from mailer import create_app
 from mailer.extensions import db
 from tests.conftest import TEST_SECRET
-
-
-@pytest.fixture
-def empty_database_url(migrated: str, tmp_path: Path) -> Iterator[str]:
-    """A database with nothing in it, of the same kind as the suite's."""
-    url = make_url(migrated)
-    if url.get_backend_name() != "postgresql":
-        yield f"sqlite:///{tmp_path / 'empty.db'}"
-        return
-    name = f"mailer_empty_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_upgrade_on_empty_database_matches_models(app) -> None:
